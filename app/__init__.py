@@ -1,0 +1,1 @@
+"""ingestflow app."""

@@ -1,0 +1,26 @@
+"""What every gateway route may use, built once by the gateway's owner and stored under one AppKey."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from aiohttp import web
+
+from .clock import Clock
+from .db import Database
+from .metrics_store import MetricsStore
+from .publisher import Publisher
+from .settings import Settings
+
+__all__ = ["GatewayContext", "CONTEXT"]
+
+
+@dataclass
+class GatewayContext:
+    settings: Settings
+    clock: Clock
+    publisher: Publisher
+    db: Database
+    metrics: MetricsStore
+
+
+CONTEXT = web.AppKey("context", GatewayContext)

@@ -1,0 +1,81 @@
+"""The aiohttp gateway: builds the web application, maps every error to one response shape, and owns
+the start and stop of the clients it uses (connect late, stop in reverse order)."""
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+from aiohttp import web
+
+from . import routes_ingest, routes_ops, routes_read
+from .clock import Clock, SystemClock
+from .context import CONTEXT, GatewayContext
+from .db import Database
+from .errors import ForbiddenError, IngestflowError, Unavailable
+from .http import error_response, json_response
+from .kafka import Producer
+from .metrics_store import MetricsStore
+from .observability import EVENTS_REJECTED, REQUESTS
+from .publisher import Publisher
+from .settings import Settings
+
+__all__ = ["build_gateway", "run_gateway"]
+
+log = logging.getLogger(__name__)
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+BROWSER_ALLOWED = {"/health"}
+
+
+@web.middleware
+async def errors_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
+    route = request.match_info.route.resource.canonical if request.match_info.route.resource else "unmatched"
+    try:
+        # Server-to-server only: a browser (it always sends Origin on cross-site requests) is refused.
+        if "Origin" in request.headers and request.path not in BROWSER_ALLOWED:
+            raise ForbiddenError("browser requests are not accepted; call this service server-to-server")
+        response = await handler(request)
+    except IngestflowError as exc:
+        EVENTS_REJECTED.labels(reason=type(exc).__name__).inc()
+        if isinstance(exc, Unavailable):
+            log.warning("unavailable: %s", exc.message, extra={"request_id": request_id})
+        response = error_response(exc)
+    except web.HTTPException as exc:
+        response = json_response({"error": exc.reason, "message": exc.text or exc.reason}, status=exc.status)
+    except Exception:
+        log.exception("unhandled error on %s", route, extra={"request_id": request_id})
+        response = json_response({"error": "InternalError", "message": "internal error",
+                                  "requestId": request_id}, status=500)
+    response.headers["x-request-id"] = request_id
+    REQUESTS.labels(route=route, status=str(response.status)).inc()
+    return response
+
+
+def build_gateway(settings: Settings, *, clock: Clock | None = None) -> web.Application:
+    app = web.Application(middlewares=[errors_middleware], client_max_size=settings.max_body_bytes)
+    db = Database(settings.database_url.get(), max_size=10)
+    publisher = Publisher(Producer(settings.kafka_bootstrap, send_timeout=settings.kafka_send_timeout_s))
+    app[CONTEXT] = GatewayContext(settings=settings, clock=clock or SystemClock(), publisher=publisher,
+                                  db=db, metrics=MetricsStore(db))
+
+    async def clients(app: web.Application) -> AsyncIterator[None]:
+        # Neither dependency is required to start: the gateway answers /health and reconnects later.
+        for name, start in (("postgres", db.start), ("kafka", publisher.start)):
+            try:
+                await start()
+            except Exception as exc:
+                log.warning("%s not reachable at start-up: %s", name, type(exc).__name__)
+        yield
+        await publisher.stop()
+        await db.stop()
+
+    app.cleanup_ctx.append(clients)
+    for table in (routes_ingest.routes, routes_read.routes, routes_ops.routes):
+        app.add_routes(table)
+    return app
+
+
+def run_gateway(settings: Settings) -> None:
+    web.run_app(build_gateway(settings), host=settings.host, port=settings.port, access_log=None,
+                print=lambda *_: log.info("gateway listening on http://%s:%d", settings.host, settings.port))

@@ -1,0 +1,59 @@
+"""Prometheus metrics shared by every process, and the JSON log setup.
+
+Metric objects live in the default registry (prometheus-client's own process-wide registry); each process
+exports them on its /metrics.
+"""
+from __future__ import annotations
+
+import logging
+import re
+import sys
+from collections.abc import Iterable
+
+from prometheus_client import Counter, Gauge, Histogram
+
+from . import serde
+
+__all__ = ["configure_logging", "REQUESTS", "EVENTS_ACCEPTED", "EVENTS_REJECTED", "DEAD_LETTERED",
+           "PROCESSED", "PROCESSING_LATENCY", "DEPENDENCY_UP"]
+
+REQUESTS = Counter("ingestflow_http_requests_total", "HTTP requests by route and status", ["route", "status"])
+EVENTS_ACCEPTED = Counter("ingestflow_events_accepted_total", "Items accepted by the gateway", ["kind"])
+EVENTS_REJECTED = Counter("ingestflow_events_rejected_total", "Requests rejected by the gateway", ["reason"])
+DEAD_LETTERED = Counter("ingestflow_dead_lettered_total", "Records parked on the dead-letter topic", ["topic"])
+PROCESSED = Counter("ingestflow_processed_total", "Records processed by agents", ["agent", "outcome"])
+PROCESSING_LATENCY = Histogram("ingestflow_processing_latency_seconds",
+                               "From the record's timestamp to its processing", ["agent"],
+                               buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60))
+DEPENDENCY_UP = Gauge("ingestflow_dependency_up", "1 when the dependency answered its last check", ["dependency"])
+
+
+class _JsonFormatter(logging.Formatter):
+    """One JSON object a line; known secrets are masked in case any code path ever formats one."""
+
+    def __init__(self, secrets: Iterable[str]) -> None:
+        super().__init__()
+        words = sorted({s for s in secrets if s and len(s) >= 6}, key=len, reverse=True)
+        self._mask = re.compile("|".join(re.escape(w) for w in words)) if words else None
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, object] = {"ts": self.formatTime(record, "%Y-%m-%dT%H:%M:%S"), "level": record.levelname,
+                                    "logger": record.name, "msg": record.getMessage()}
+        for key in ("request_id", "event_id"):
+            value = getattr(record, key, None)
+            if value is not None:
+                entry[key] = value
+        if record.exc_info:
+            entry["exc"] = self.formatException(record.exc_info)
+        line = serde.dumps(entry).decode()
+        return self._mask.sub("***", line) if self._mask else line
+
+
+def configure_logging(level: str, secrets: Iterable[str] = ()) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_JsonFormatter(secrets))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    for noisy in ("aiokafka", "kafka"):
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLevelName(level)))
