@@ -29,7 +29,7 @@ def register(app: Any, *, events: Any, dead_letters: Any, table: Any, store: Dai
     @app.agent(events, name="rule-metrics")
     async def rule_metrics(stream: Any) -> None:
         async for batch in stream.take_events(BATCH_SIZE, within=BATCH_WITHIN_S):
-            touched: dict[tuple[str, float], None] = {}
+            touched: dict[tuple[str, float], Any] = {}
             for event in batch:
                 # Table writes find their changelog partition through the stream's current event.
                 stream._set_current_event(event)
@@ -39,16 +39,11 @@ def register(app: Any, *, events: Any, dead_letters: Any, table: Any, store: Dai
                     await dead_letter(dead_letters, event, exc)
                     continue
                 table[ev.rule_id].apply(rule_daily.add, ev.type, event)
-                touched[(ev.rule_id, rule_daily.window_start(event.message.timestamp))] = None
+                touched[(ev.rule_id, rule_daily.window_start(event.message.timestamp))] = event
             if touched:
-                rows = [(rule_id, rule_daily.day_of_window(start), table[rule_id][_window(table, start)])
-                        for rule_id, start in touched]
+                rows = [(rule_id, rule_daily.day_of_window(start), table[rule_id].value(event))
+                        for (rule_id, start), event in touched.items()]
                 # PostgreSQL down: keep retrying; this partition waits, and nothing is acknowledged meanwhile.
                 await retry(lambda: store.upsert_rule_days(rows), what="write rule_metric_daily")
 
     return rule_metrics
-
-
-def _window(table: Any, start: float) -> tuple[float, float]:
-    (window,) = table.table.window.ranges(start)
-    return window
