@@ -1,6 +1,7 @@
 """Suite-wide rules: every test runs (a skipped test fails the run), and settings come from one factory."""
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from typing import Any
 
@@ -8,14 +9,20 @@ import pytest
 
 from ingestflow.app.settings import Settings
 
+# The suite talks to the services deploy/services.sh starts; the same variables move them to other ports
+# (KAFKA_PORT, PG_PORT, REDIS_PORT), so a test run can use its own instances.
+_KAFKA_PORT = os.environ.get("KAFKA_PORT", "9092")
+_PG_PORT = os.environ.get("PG_PORT", "5432")
+_REDIS_PORT = os.environ.get("REDIS_PORT", "6379")
+
 BASE_ENV = {
     "INGEST_APP_TOKEN": "test-app-token-0123456789abcdef",
     "CRON_SECRET": "test-cron-secret-0123456789abcdef",
     "STRIPE_WEBHOOK_SECRET": "whsec_test_0123456789abcdef",
     "LIGHTHOUSE_PRIVATE_KEY": "test-archive-master-key-0123456789",
-    "DATABASE_URL": "postgresql://ingestflow:ingestflow@127.0.0.1:5432/ingestflow_test",
-    "KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:9092",
-    "REDIS_URL": "redis://127.0.0.1:6379/15",
+    "DATABASE_URL": f"postgresql://ingestflow:ingestflow@127.0.0.1:{_PG_PORT}/ingestflow_test",
+    "KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{_KAFKA_PORT}",
+    "REDIS_URL": f"redis://127.0.0.1:{_REDIS_PORT}/15",
 }
 
 

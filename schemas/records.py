@@ -1,0 +1,65 @@
+"""Topic `website-records`: a user's website records for the encrypted archive, keyed by user_id.
+
+Value: `{"user_id": 123, "wuid": "...", "cleaned": {...}, "context": "..."}`, one record a message.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from ingestflow.app import serde
+from ingestflow.app.errors import ValidationError
+
+from . import fields
+
+__all__ = ["WebsiteRecord", "from_request", "decode"]
+
+
+@dataclass(frozen=True, slots=True)
+class WebsiteRecord:
+    user_id: int
+    wuid: str
+    cleaned: dict[str, Any]
+    context: str | None = None
+
+    @property
+    def key(self) -> bytes:
+        return str(self.user_id).encode()
+
+    def to_json(self) -> dict[str, Any]:
+        return {"user_id": self.user_id, "wuid": self.wuid, "cleaned": self.cleaned, "context": self.context}
+
+    def encode(self) -> bytes:
+        return serde.dumps(self.to_json())
+
+    def archived(self) -> dict[str, Any]:
+        """The record as it stands in an archived batch (the previous service's storage format)."""
+        return {"website_uid": self.wuid, "cleanedJson": self.cleaned, "context": self.context}
+
+
+def _record(raw: Any, path: str, user_id: int) -> WebsiteRecord:
+    item = fields.obj(raw, path)
+    cleaned = item.get("cleaned")
+    if not isinstance(cleaned, dict):
+        raise ValidationError(f"{path}.cleaned" if path else "cleaned", "is required and must be a JSON object")
+    context = item.get("context")
+    if context is not None and not isinstance(context, str):
+        raise ValidationError(f"{path}.context" if path else "context", "must be a string")
+    return WebsiteRecord(user_id=user_id, wuid=fields.string(item, "wuid", path, 256), cleaned=cleaned,
+                         context=context)
+
+
+def from_request(body: Any, max_items: int) -> list[WebsiteRecord]:
+    """`{"user_id": 123, "records": [{"wuid", "cleaned", "context"}]}` from an HTTP producer."""
+    body = fields.obj(body, "body")
+    user_id = fields.integer(body, "user_id", "", minimum=0)
+    records = fields.array(body, "records", "", max_items)
+    return [_record(raw, f"records[{i}]", user_id) for i, raw in enumerate(records)]
+
+
+def decode(payload: bytes) -> WebsiteRecord:
+    try:
+        raw = fields.obj(serde.loads(payload), "value")
+    except serde.DecodeError as exc:
+        raise ValidationError("value", f"is not valid JSON: {exc}") from None
+    return _record(raw, "", fields.integer(raw, "user_id", "", minimum=0))
