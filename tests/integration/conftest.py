@@ -115,3 +115,54 @@ async def wait_http(url: str, timeout: float = 60.0) -> None:
         except (aiohttp.ClientError, asyncio.TimeoutError):
             return False
     await eventually(up, timeout, what=f"{url} answering")
+
+
+class PrivateService:
+    """A private instance of one service on its own ports and data directory, for tests that stop, kill or
+    restart it: the shared instances other tests use are never disturbed."""
+
+    PORT_VARS = {"kafka": ("KAFKA_PORT", "KAFKA_DATA_DIR"), "postgres": ("PG_PORT", "PG_DATA_DIR"),
+                 "redis": ("REDIS_PORT", "REDIS_DATA_DIR")}
+
+    def __init__(self, name: str, port: int, data_dir: Path) -> None:
+        self.name, self.port, self.data_dir = name, port, data_dir
+        port_var, dir_var = self.PORT_VARS[name]
+        self.env = {port_var: str(port), dir_var: str(data_dir)}
+        if name == "kafka":
+            self.env["KAFKA_CONTROLLER_PORT"] = str(port + 1)
+
+    def _run(self, action: str) -> None:
+        subprocess.run([str(ROOT / "deploy" / f"{self.name}.sh"), action], check=True,
+                       env={**os.environ, **self.env})
+
+    def start(self) -> None:
+        self._run("start")
+
+    def stop(self) -> None:
+        self._run("stop")
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+
+@pytest.fixture
+def private_service(tmp_path: Path) -> Iterator[Callable[[str, int], PrivateService]]:
+    """private_service("kafka", 19092) -> a started PrivateService, stopped after the test."""
+    made: list[PrivateService] = []
+
+    def make(name: str, port: int) -> PrivateService:
+        # PostgreSQL run by root belongs to the postgres user, who cannot enter pytest's tmp under /root.
+        base = Path("/var/lib/ingestflow") if (name == "postgres" and os.geteuid() == 0) else tmp_path
+        svc = PrivateService(name, port, base / f"{name}-{port}-{uuid.uuid4().hex[:6]}")
+        svc.start()
+        made.append(svc)
+        return svc
+
+    yield make
+    for svc in reversed(made):
+        try:
+            svc.stop()
+        finally:
+            if svc.data_dir.exists() and str(svc.data_dir).startswith("/var/lib/ingestflow/"):
+                subprocess.run(["rm", "-rf", str(svc.data_dir)], check=False)
