@@ -7,9 +7,13 @@ import os
 import signal
 import subprocess
 import sys
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
 
 from ingestflow.schemas import topics
 
+from . import serde
 from .db import migrate
 from .errors import ConfigError
 from .kafka import ensure_topics
@@ -74,8 +78,80 @@ def cmd_run(settings: Settings, _: argparse.Namespace) -> int:
     return max(abs(c) for c in codes) if any(codes) else 0
 
 
+def _when(text: str, name: str) -> datetime:
+    try:
+        value = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise SystemExit(f"ingestflow: --{name} must be an ISO-8601 date or date-time, got {text!r}") from None
+    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+
+
+def cmd_replay(settings: Settings, args: argparse.Namespace) -> int:
+    from .progress import Checkpoint, Progress, stop_on_interrupt
+    from .replay import replay
+
+    start, end = _when(args.start, "from"), _when(args.end, "to") if args.end else None
+    name = f"{args.topic}-{start:%Y%m%dT%H%M%S}-{(end or start):%Y%m%dT%H%M%S}-{args.into or args.topic}.json"
+    checkpoint = Checkpoint(Path(args.state_dir) / name)
+
+    async def go() -> int:
+        progress = Progress(f"replay {args.topic}")
+        with stop_on_interrupt() as stop:
+            report = await replay(settings.kafka_bootstrap, args.topic, start, end, into=args.into,
+                                  checkpoint=checkpoint, stop=stop, progress=progress, dry_run=args.dry_run)
+        progress.finish()
+        ranges = {r.partition: [r.start, r.end] for r in report.ranges}
+        print(serde.dumps({"topic": report.topic, "into": report.into, "ranges": ranges, "total": report.total,
+                           "produced": report.produced, "complete": report.complete,
+                           "dryRun": args.dry_run}).decode())
+        if not report.complete and not args.dry_run:
+            print(f"interrupted: run the same command again to resume (state in {checkpoint.path})",
+                  file=sys.stderr)
+            return 130
+        return 0
+    return asyncio.run(go())
+
+
+def cmd_import(settings: Settings, args: argparse.Namespace) -> int:
+    from . import importer
+    from .kafka import Producer
+    from .progress import Progress
+
+    now = datetime.now(timezone.utc)
+    report = importer.ImportReport(kind=args.kind, source=args.source, dry_run=args.dry_run)
+    if args.from_postgres:
+        source: Any = importer.read_user_data_buffer(args.source)
+        report.source = "user_data_buffer"
+    else:
+        path = Path(args.source)
+        if not path.is_file():
+            raise SystemExit(f"ingestflow: no such file: {path}")
+        report.backup = str(importer.backup(path, Path(args.backup_dir), now))
+        rows = importer.read_file_store(path) if args.file_store else importer.read_file(path)
+        source = _aiter(rows)
+
+    async def go() -> None:
+        producer = None if args.dry_run else Producer(settings.kafka_bootstrap, send_timeout=30.0,
+                                                      client_id="ingestflow-import")
+        progress = Progress(f"import {args.kind}")
+        try:
+            await importer.run_import(args.kind, source, report, producer, progress)
+        finally:
+            if producer is not None:
+                await producer.stop()
+        progress.finish()
+    asyncio.run(go())
+    print(serde.dumps(report.to_json(), ).decode())
+    return 1 if report.rejected else 0
+
+
+async def _aiter(rows: Any) -> Any:
+    for row in rows:
+        yield row
+
+
 COMMANDS = {"migrate": cmd_migrate, "topics": cmd_topics, "gateway": cmd_gateway, "worker": cmd_worker,
-            "run": cmd_run}
+            "run": cmd_run, "replay": cmd_replay, "import": cmd_import}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -86,6 +162,20 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("worker", help="run a Faust worker (more workers share the partitions)")
     sub.add_parser("migrate", help="apply database migrations (safe to run twice)")
     sub.add_parser("topics", help="create the Kafka topics")
+    rp = sub.add_parser("replay", help="re-produce a time range of a topic to rebuild derived state")
+    rp.add_argument("--topic", required=True)
+    rp.add_argument("--from", dest="start", required=True, help="ISO-8601 time (UTC when no offset)")
+    rp.add_argument("--to", dest="end", help="ISO-8601 time, exclusive; default: the end of the topic")
+    rp.add_argument("--into", help="produce into this topic instead of the source topic")
+    rp.add_argument("--dry-run", action="store_true", help="show the offset ranges, produce nothing")
+    rp.add_argument("--state-dir", default="data/replay", help="where resume checkpoints are kept")
+    im = sub.add_parser("import", help="produce the previous systems' exports to the topics")
+    im.add_argument("kind", choices=("events", "crawl", "records"))
+    im.add_argument("source", help="NDJSON/JSON file, or a PostgreSQL URL with --from-postgres")
+    im.add_argument("--from-postgres", action="store_true", help="read the user_data_buffer table (records)")
+    im.add_argument("--file-store", action="store_true", help="the file is an object of records keyed by id")
+    im.add_argument("--dry-run", action="store_true", help="validate and report, produce nothing")
+    im.add_argument("--backup-dir", default="data/import-backups", help="where a copy of the input is kept")
     args = parser.parse_args(argv)
     settings = _settings()
     configure_logging(settings.log_level, _secrets(settings))
