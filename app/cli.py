@@ -145,13 +145,36 @@ def cmd_import(settings: Settings, args: argparse.Namespace) -> int:
     return 1 if report.rejected else 0
 
 
+def cmd_retention(settings: Settings, args: argparse.Namespace) -> int:
+    from .db import Database
+    from .redis_client import RedisClient
+    from .retention import RetentionPolicy, run_retention
+
+    policy = RetentionPolicy(settings.audit_retention_days, settings.transfer_log_retention_days,
+                             settings.redis_retention_days)
+
+    async def go() -> dict[str, object]:
+        db, redis = Database(settings.database_url.get()), RedisClient(settings.redis_url)
+        await db.start()
+        await redis.start()
+        try:
+            report = await run_retention(db, redis, policy, datetime.now(timezone.utc), dry_run=args.dry_run)
+        finally:
+            await redis.stop()
+            await db.stop()
+        return report.to_json()
+    print(serde.dumps(asyncio.run(go())).decode())
+    return 0
+
+
 async def _aiter(rows: Any) -> Any:
     for row in rows:
         yield row
 
 
 COMMANDS = {"migrate": cmd_migrate, "topics": cmd_topics, "gateway": cmd_gateway, "worker": cmd_worker,
-            "run": cmd_run, "replay": cmd_replay, "import": cmd_import}
+            "run": cmd_run, "replay": cmd_replay, "import": cmd_import,
+            "retention": cmd_retention}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -169,6 +192,8 @@ def main(argv: list[str] | None = None) -> int:
     rp.add_argument("--into", help="produce into this topic instead of the source topic")
     rp.add_argument("--dry-run", action="store_true", help="show the offset ranges, produce nothing")
     rp.add_argument("--state-dir", default="data/replay", help="where resume checkpoints are kept")
+    rt = sub.add_parser("retention", help="remove audit/transfer rows and Redis keys past their ages")
+    rt.add_argument("--dry-run", action="store_true", help="report what would be removed, remove nothing")
     im = sub.add_parser("import", help="produce the previous systems' exports to the topics")
     im.add_argument("kind", choices=("events", "crawl", "records"))
     im.add_argument("source", help="NDJSON/JSON file, or a PostgreSQL URL with --from-postgres")

@@ -15,7 +15,8 @@ from prometheus_client import Counter, Gauge, Histogram
 from . import serde
 
 __all__ = ["configure_logging", "REQUESTS", "EVENTS_ACCEPTED", "EVENTS_REJECTED", "DEAD_LETTERED",
-           "PROCESSED", "PROCESSING_LATENCY", "DEPENDENCY_UP"]
+           "PROCESSED", "PROCESSING_LATENCY", "DEPENDENCY_UP",
+           "SPOOLED", "SPOOL_REPLAYED", "SPOOL_PENDING", "SPOOL_FAILED", "RATE_LIMITED", "TABLE_KEYS"]
 
 REQUESTS = Counter("ingestflow_http_requests_total", "HTTP requests by route and status", ["route", "status"])
 EVENTS_ACCEPTED = Counter("ingestflow_events_accepted_total", "Items accepted by the gateway", ["kind"])
@@ -25,7 +26,16 @@ PROCESSED = Counter("ingestflow_processed_total", "Records processed by agents",
 PROCESSING_LATENCY = Histogram("ingestflow_processing_latency_seconds",
                                "From the record's timestamp to its processing", ["agent"],
                                buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60))
+TABLE_KEYS = Gauge("ingestflow_table_keys", "Keys held by this worker per table", ["table"])
 DEPENDENCY_UP = Gauge("ingestflow_dependency_up", "1 when the dependency answered its last check", ["dependency"])
+
+# Gateway spool and rate limits (issue 3).
+SPOOLED = Counter("ingestflow_spooled_total", "Messages appended to the gateway's disk spool")
+SPOOL_REPLAYED = Counter("ingestflow_spool_replayed_total", "Spooled messages acknowledged by Kafka on replay")
+SPOOL_PENDING = Gauge("ingestflow_spool_pending", "Messages in the disk spool waiting for Kafka")
+SPOOL_FAILED = Gauge("ingestflow_spool_failed", "Corrupt spool stretches parked in failed/")
+RATE_LIMITED = Counter("ingestflow_rate_limited_total", "Requests refused by the per-IP rate limit",
+                       ["endpoint", "backend"])
 
 
 class _JsonFormatter(logging.Formatter):

@@ -148,6 +148,19 @@ class Settings:
     trending_half_life_hours: float = 24.0
     leaderboard_size: int = 100
     metrics_port: int = 0
+    audit_retention_days: int = 90
+    transfer_log_retention_days: int = 365
+    redis_retention_days: int = 35
+    # Archive (issue 5): old master keys that still decrypt archived batches after a key rotation.
+    archive_old_keys: tuple[SecretStr, ...] = ()
+    # Analytics (issue 4).
+    event_weights: tuple[tuple[str, float], ...] = (
+        ("VIEW", 1.0), ("COPY", 3.0), ("SAVE", 2.0), ("FORK", 4.0), ("VOTE", 2.0))
+    leaderboard_refresh_s: float = 30.0
+
+    @property
+    def weights(self) -> dict[str, float]:
+        return dict(self.event_weights)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -207,11 +220,36 @@ class Settings:
             trending_half_life_hours=e.float("TRENDING_HALF_LIFE_HOURS", 24.0, 0.01),
             leaderboard_size=e.int("LEADERBOARD_SIZE", 100, 1, 10_000),
             metrics_port=e.int("METRICS_PORT", 0, 0, 65535),
+            audit_retention_days=e.int("AUDIT_RETENTION_DAYS", 90, 1),
+            transfer_log_retention_days=e.int("TRANSFER_LOG_RETENTION_DAYS", 365, 1),
+            redis_retention_days=e.int("REDIS_RETENTION_DAYS", 35, 1),
+            archive_old_keys=tuple(SecretStr(k) for k in e.list("ARCHIVE_OLD_KEYS")),
+            event_weights=_weights(e.str("EVENT_WEIGHTS", "VIEW=1,COPY=3,SAVE=2,FORK=4,VOTE=2")),
+            leaderboard_refresh_s=e.float("LEADERBOARD_REFRESH_S", 30.0, 0.5),
         )
 
     @property
     def kafka_bootstrap(self) -> str:
         return ",".join(self.kafka_bootstrap_servers)
+
+
+def _weights(raw: str) -> tuple[tuple[str, float], ...]:
+    """EVENT_WEIGHTS `TYPE=weight,...`: every event type gets a weight (default 0 when not listed)."""
+    kinds = ("VIEW", "COPY", "SAVE", "FORK", "VOTE")
+    found: dict[str, float] = {}
+    for part in raw.split(","):
+        name, sep, value = part.strip().partition("=")
+        name = name.strip().upper()
+        if not sep or name not in kinds:
+            raise ConfigError("EVENT_WEIGHTS", f"entries must be TYPE=number with TYPE one of {', '.join(kinds)}, "
+                                               f"got {part.strip()!r}")
+        try:
+            found[name] = float(value)
+        except ValueError:
+            raise ConfigError("EVENT_WEIGHTS", f"weight of {name} must be a number, got {value!r}") from None
+        if found[name] < 0:
+            raise ConfigError("EVENT_WEIGHTS", f"weight of {name} must not be negative")
+    return tuple((kind, found.get(kind, 0.0)) for kind in kinds)
 
 
 DEFAULT_DATABASE_URL = "postgresql://ingestflow:ingestflow@127.0.0.1:5432/ingestflow"

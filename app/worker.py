@@ -10,14 +10,19 @@ from typing import Any
 
 import faust
 from mode import Service
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from faust.sensors.prometheus import setup_prometheus_sensors
 
+from ingestflow.agents import leaderboards as leaderboard_jobs
 from ingestflow.agents import rule_metrics
 from ingestflow.schemas import topics
-from ingestflow.tables import rule_daily
+from ingestflow.tables import dedup_keys, rule_catalog, rule_daily, rule_trending, view_guard
 
+from .clock import SystemClock
 from .db import Database
+from .leaderboard_store import LeaderboardStore
 from .metrics_store import MetricsStore
+from .observability import TABLE_KEYS
+from .redis_client import RedisClient
 from .settings import Settings
 
 __all__ = ["build_app", "run_worker"]
@@ -69,19 +74,64 @@ def build_app(settings: Settings) -> faust.App:
 
     events = topic(topics.EVENTS)
     dead_letters = topic(topics.DEAD_LETTERS)
-    rule_table = rule_daily.define(app, partitions=topics.EVENTS.partitions)
-    rule_metrics.register(app, events=events, dead_letters=dead_letters, table=rule_table,
-                          store=MetricsStore(db))
+    # --- Analytics (issue 4): one agent over the co-partitioned `events` + `rules` topics, local tables only.
+    redis = RedisClient(settings.redis_url)
+    app.service(_started(redis))
+    leaderboards = LeaderboardStore(db, redis, size=settings.leaderboard_size)
+    parts = topics.EVENTS.partitions
+    analytics_tables = rule_metrics.Tables(
+        daily=rule_daily.define(app, partitions=parts),
+        dedup_keys=dedup_keys.define(app, partitions=parts, retention_days=settings.dedup_retention_days),
+        view_guard=view_guard.define(app, partitions=parts),
+        catalog=rule_catalog.define(app, partitions=parts),
+        trending=rule_trending.define(app, partitions=parts))
+    events_and_rules = app.topic(topics.EVENTS.name, topics.RULES.name, key_type=bytes, value_type=bytes,
+                                 key_serializer="raw", value_serializer="raw")
+    rule_metrics.register(
+        app, channel=events_and_rules, dead_letters=dead_letters, tables=analytics_tables,
+        options=rule_metrics.Options(rules_topic=topics.RULES.name,
+                                     dedup_retention_s=settings.dedup_retention_days * 86400.0,
+                                     half_life_s=settings.trending_half_life_hours * 3600.0,
+                                     weights=settings.weights),
+        store=MetricsStore(db, settings.weights), trending_sink=leaderboards)
+    leaderboard_jobs.register(app, store=leaderboards, clock=SystemClock(),
+                              refresh_s=settings.leaderboard_refresh_s, cron=settings.cron_schedule)
+    # --- end analytics
 
-    @app.page("/metrics")
-    async def metrics(web: Any, request: Any) -> Any:
-        return web.bytes(generate_latest(), content_type=CONTENT_TYPE_LATEST.split(";")[0])
+    # Faust's own sensors (offsets per partition, so consumer lag; events; table operations; rebalances)
+    # join ingestflow's metrics on /metrics: both live in prometheus-client's default registry.
+    setup_prometheus_sensors(app, name_prefix="faust")
+    table_sizes(app)
 
     @app.page("/health")
     async def health(web: Any, request: Any) -> Any:
         return web.json({"status": "ok", "worker": settings.worker_id})
 
     return app
+
+
+def table_sizes(app: faust.App, interval: float = 30.0) -> None:
+    """Keys per table and partition-local store, exported for the dashboard's table-size panel."""
+    @app.timer(interval)
+    async def export_table_sizes() -> None:
+        for name, table in app.tables.items():
+            TABLE_KEYS.labels(table=name).set(sum(1 for _ in table.data.keys()))
+
+
+def _started(client: Any) -> type[Service]:
+    """A Faust service class that starts a connect-late client (start()/stop()) with the app."""
+
+    class Started(Service):
+        async def on_start(self) -> None:
+            try:
+                await client.start()
+            except Exception as exc:  # optional dependency: every caller falls back
+                log.warning("%s not reachable at start-up: %s", type(client).__name__, type(exc).__name__)
+
+        async def on_stop(self) -> None:
+            await client.stop()
+
+    return Started
 
 
 def run_worker(settings: Settings) -> None:
