@@ -57,7 +57,7 @@ def cmd_gateway(settings: Settings, _: argparse.Namespace) -> int:
 
 def cmd_worker(settings: Settings, _: argparse.Namespace) -> int:
     from .worker import run_worker
-    run_worker(settings)
+    run_worker(settings, _secrets(settings))
     return 0
 
 

@@ -6,15 +6,17 @@ exports them on its /metrics.
 from __future__ import annotations
 
 import logging
+import logging.config
 import re
 import sys
 from collections.abc import Iterable
+from typing import Any
 
 from prometheus_client import Counter, Gauge, Histogram
 
 from . import serde
 
-__all__ = ["configure_logging", "REQUESTS", "EVENTS_ACCEPTED", "EVENTS_REJECTED", "DEAD_LETTERED",
+__all__ = ["configure_logging", "logging_config", "REQUESTS", "EVENTS_ACCEPTED", "EVENTS_REJECTED", "DEAD_LETTERED",
            "PROCESSED", "PROCESSING_LATENCY", "DEPENDENCY_UP",
            "SPOOLED", "SPOOL_REPLAYED", "SPOOL_PENDING", "SPOOL_FAILED", "RATE_LIMITED", "TABLE_KEYS"]
 
@@ -59,11 +61,19 @@ class _JsonFormatter(logging.Formatter):
         return self._mask.sub("***", line) if self._mask else line
 
 
+def logging_config(level: str, secrets: Iterable[str] = ()) -> dict[str, Any]:
+    """A dictConfig for JSON lines on stderr; the Faust worker takes it as its own logging setup."""
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {"json": {"()": _JsonFormatter, "secrets": list(secrets)}},
+        "handlers": {"default": {"class": "logging.StreamHandler", "formatter": "json",
+                                 "stream": "ext://sys.stderr"}},
+        "root": {"level": level, "handlers": ["default"]},
+        "loggers": {name: {"level": "WARNING" if level in ("DEBUG", "INFO") else level}
+                    for name in ("aiokafka", "kafka")},
+    }
+
+
 def configure_logging(level: str, secrets: Iterable[str] = ()) -> None:
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(_JsonFormatter(secrets))
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(level)
-    for noisy in ("aiokafka", "kafka"):
-        logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLevelName(level)))
+    logging.config.dictConfig(logging_config(level, secrets))

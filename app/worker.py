@@ -21,7 +21,7 @@ from .clock import SystemClock
 from .db import Database
 from .leaderboard_store import LeaderboardStore
 from .metrics_store import MetricsStore
-from .observability import TABLE_KEYS
+from .observability import TABLE_KEYS, logging_config
 from .redis_client import RedisClient
 from .settings import Settings
 
@@ -134,7 +134,8 @@ def _started(client: Any) -> type[Service]:
     return Started
 
 
-def run_worker(settings: Settings) -> None:
+def run_worker(settings: Settings, secrets: list[str]) -> None:
     app = build_app(settings)
-    worker = faust.Worker(app, loglevel=settings.log_level, redirect_stdouts=False)
+    worker = faust.Worker(app, loglevel=settings.log_level, redirect_stdouts=False,
+                          logging_config=logging_config(settings.log_level, secrets))
     worker.execute_from_commandline()
