@@ -8,7 +8,6 @@ from __future__ import annotations
 import logging
 import logging.config
 import re
-import sys
 from collections.abc import Iterable
 from typing import Any
 
