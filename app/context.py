@@ -9,6 +9,8 @@ from .clock import Clock
 from .db import Database
 from .metrics_store import MetricsStore
 from .publisher import Publisher
+from .ratelimit import RateLimiter
+from .redis_client import RedisClient
 from .settings import Settings
 
 __all__ = ["GatewayContext", "CONTEXT"]
@@ -21,6 +23,8 @@ class GatewayContext:
     publisher: Publisher
     db: Database
     metrics: MetricsStore
+    redis: RedisClient
+    limiter: RateLimiter
 
 
 CONTEXT = web.AppKey("context", GatewayContext)

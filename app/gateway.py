@@ -18,7 +18,10 @@ from .kafka import Producer
 from .metrics_store import MetricsStore
 from .observability import EVENTS_REJECTED, REQUESTS
 from .publisher import Publisher
+from .ratelimit import RateLimiter
+from .redis_client import RedisClient
 from .settings import Settings
+from .spool import Spool
 
 __all__ = ["build_gateway", "run_gateway"]
 
@@ -55,18 +58,30 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
 def build_gateway(settings: Settings, *, clock: Clock | None = None) -> web.Application:
     app = web.Application(middlewares=[errors_middleware], client_max_size=settings.max_body_bytes)
     db = Database(settings.database_url.get(), max_size=10)
-    publisher = Publisher(Producer(settings.kafka_bootstrap, send_timeout=settings.kafka_send_timeout_s))
-    app[CONTEXT] = GatewayContext(settings=settings, clock=clock or SystemClock(), publisher=publisher,
-                                  db=db, metrics=MetricsStore(db))
+    # Issue 3: Kafka with the disk spool behind it (replayed by its own producer), Redis-shared rate limits.
+    clock = clock or SystemClock()
+    publisher = Publisher(
+        Producer(settings.kafka_bootstrap, send_timeout=settings.kafka_send_timeout_s),
+        Spool(settings.file_buffer_dir, max_bytes=settings.spool_max_bytes),
+        Producer(settings.kafka_bootstrap, send_timeout=settings.kafka_send_timeout_s,
+                 client_id="ingestflow-replay", linger_ms=20))
+    redis = RedisClient(settings.redis_url)
+    limiter = RateLimiter(redis, clock, {"events": settings.rate_limit_events_per_min,
+                                         "records": settings.rate_limit_events_per_min,
+                                         "crawl": settings.rate_limit_crawl_per_min})
+    app[CONTEXT] = GatewayContext(settings=settings, clock=clock, publisher=publisher,
+                                  db=db, metrics=MetricsStore(db), redis=redis, limiter=limiter)
 
     async def clients(app: web.Application) -> AsyncIterator[None]:
-        # Neither dependency is required to start: the gateway answers /health and reconnects later.
-        for name, start in (("postgres", db.start), ("kafka", publisher.start)):
+        # The spool must open (a 202 relies on it); Kafka, PostgreSQL and Redis may come later.
+        await publisher.start()
+        for name, start in (("postgres", db.start), ("redis", redis.start)):
             try:
                 await start()
             except Exception as exc:
                 log.warning("%s not reachable at start-up: %s", name, type(exc).__name__)
         yield
+        await redis.stop()
         await publisher.stop()
         await db.stop()
 

@@ -1,4 +1,4 @@
-"""Operational endpoints: health, Prometheus metrics."""
+"""Operational endpoints: health, Prometheus metrics, spool status, the OpenAPI document."""
 from __future__ import annotations
 
 import asyncio
@@ -8,6 +8,7 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from . import openapi
 from .context import CONTEXT
 from .http import json_response
 from .observability import DEPENDENCY_UP
@@ -31,12 +32,34 @@ async def check(name: str, probe: Callable[[], Awaitable[object]]) -> dict[str, 
 
 
 @routes.get("/health")
+@openapi.describe(openapi.HEALTH)
 async def health(request: web.Request) -> web.Response:
+    """Every dependency's state. The gateway can accept while Kafka is up or the spool has room; PostgreSQL
+    and Redis are reported but never block ingest (reads and rate limits degrade instead)."""
     ctx = request.app[CONTEXT]
-    deps = await asyncio.gather(check("kafka", ctx.publisher.ping), check("postgres", ctx.db.ping))
-    ok = all(d["status"] == "up" for d in deps if d["name"] == "kafka")
-    return json_response({"status": "ok" if ok else "degraded", "dependencies": list(deps)},
-                         status=200 if ok else 503)
+    deps = list(await asyncio.gather(check("kafka", ctx.publisher.ping), check("postgres", ctx.db.ping),
+                                     check("redis", ctx.redis.ping)))
+    buffers = ctx.publisher.status()
+    deps.append({"name": "spool", "status": "up" if buffers.spool_writable else "down",
+                 "pending": buffers.pending, "failed": buffers.failed})
+    kafka_up = any(d["name"] == "kafka" and d["status"] == "up" for d in deps)
+    accepting = kafka_up or buffers.spool_writable
+    status = "ok" if all(d["status"] == "up" for d in deps) else "degraded" if accepting else "unavailable"
+    return json_response({"status": status, "accepting": accepting, "dependencies": deps},
+                         status=200 if accepting else 503)
+
+
+@routes.get("/status/buffers")
+@openapi.describe(openapi.STATUS_BUFFERS)
+async def status_buffers(request: web.Request) -> web.Response:
+    """The disk spool: records waiting for Kafka, corrupt stretches parked in failed/, Kafka's health."""
+    return json_response(request.app[CONTEXT].publisher.status().to_json())
+
+
+@routes.get("/openapi.json")
+async def openapi_document(request: web.Request) -> web.Response:
+    """This document: every route of the running gateway."""
+    return json_response(openapi.build(request.app))
 
 
 @routes.get("/metrics")
