@@ -97,6 +97,10 @@ def build_app(settings: Settings) -> faust.App:
     leaderboard_jobs.register(app, store=leaderboards, clock=SystemClock(),
                               refresh_s=settings.leaderboard_refresh_s, cron=settings.cron_schedule)
     # --- end analytics
+    # --- Archive (issue 5): per-user encrypted batches to Lighthouse / IPFS / local, see agents/archive.py.
+    from ingestflow.agents import archive as archive_agent
+    archive_agent.wire(app, settings=settings, db=db, records=topic(topics.RECORDS), dead_letters=dead_letters)
+    # --- end archive
 
     # Faust's own sensors (offsets per partition, so consumer lag; events; table operations; rebalances)
     # join ingestflow's metrics on /metrics: both live in prometheus-client's default registry.

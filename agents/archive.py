@@ -1,0 +1,260 @@
+"""Stream job: collect each user's website records and archive them in encrypted batches.
+
+A user's batch is cut when it reaches BUFFER_SIZE records, or at a control message on the records topic
+(`flush` for one user, `flush-all` for a partition) which the gateway, the cron timer and the age timer
+send. Cuts happen at fixed positions in the topic, so a replay cuts the same batches with the same ids.
+
+Exactly once: the batches cut from one take_events batch are uploaded (bounded concurrency) and logged
+`success` before the table is written and before Faust may ack those events; the table keeps a per-user
+offset watermark so any record or control replayed after a crash is a no-op, and a batch replayed after
+its upload finds its `success` row and is not uploaded twice. The loop never raises: a bad record is
+dead-lettered, a backend or PostgreSQL outage is retried until it passes (the partition waits).
+"""
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+from mode import Service
+
+from ingestflow.app.archive.sink import ArchiveSink, Batch
+from ingestflow.app.archive.state import ArchiveState
+from ingestflow.app.clock import Clock
+from ingestflow.app.errors import ValidationError
+from ingestflow.app.kafka import OutgoingMessage, Producer
+from ingestflow.app.retry import retry
+from ingestflow.schemas import records as schema
+from ingestflow.schemas.topics import RECORDS
+
+from .dead_letter import dead_letter
+
+__all__ = ["register", "Entry", "append", "cut", "is_stale", "flush_all_messages", "BufferTimer", "BATCH_SIZE"]
+
+log = logging.getLogger(__name__)
+BATCH_SIZE = 500
+BATCH_WITHIN_S = 0.5
+TIMER_INTERVAL_S = 1.0
+
+
+@dataclass
+class Entry:
+    """A user's pending records (the table value, as a dataclass while the agent works on it)."""
+
+    partition: int
+    upto: int = -1
+    first_ts: float | None = None
+    offsets: list[int] = field(default_factory=list)
+    records: list[dict[str, Any]] = field(default_factory=list)
+
+    @classmethod
+    def load(cls, raw: dict[str, Any] | None, partition: int) -> Entry:
+        if not raw:
+            return cls(partition)
+        return cls(raw["p"], raw["upto"], raw.get("first_ts"), list(raw["offsets"]), list(raw["records"]))
+
+    def dump(self) -> dict[str, Any]:
+        return {"p": self.partition, "upto": self.upto, "first_ts": self.first_ts, "offsets": self.offsets,
+                "records": self.records}
+
+
+def append(entry: Entry, user_id: int, offset: int, ts: float, record: dict[str, Any],
+           buffer_size: int) -> Batch | None:
+    """Add one record; the batch it completes (BUFFER_SIZE reached) is cut and returned."""
+    if offset <= entry.upto:
+        return None  # replayed: already buffered or archived
+    entry.upto = offset
+    if entry.first_ts is None:
+        entry.first_ts = ts
+    entry.offsets.append(offset)
+    entry.records.append(record)
+    if len(entry.records) >= buffer_size:
+        return cut(entry, user_id, offset)
+    return None
+
+
+def cut(entry: Entry, user_id: int, offset: int) -> Batch | None:
+    """Flush at a control message at `offset`: the pending records become a batch, the entry empties."""
+    if offset < entry.upto:
+        return None  # this control was applied before a crash; what follows it is already in the entry
+    entry.upto = max(entry.upto, offset)
+    if not entry.records:
+        return None
+    batch = Batch(user_id, entry.partition, tuple(entry.offsets), tuple(entry.records))
+    entry.offsets, entry.records, entry.first_ts = [], [], None
+    return batch
+
+
+def is_stale(raw: dict[str, Any], now: float, max_age_s: float) -> bool:
+    first = raw.get("first_ts")
+    return bool(raw.get("records")) and first is not None and now - first >= max_age_s
+
+
+def flush_all_messages(partitions: int) -> list[OutgoingMessage]:
+    return [OutgoingMessage(RECORDS.name, key, schema.flush_all()) for key in schema.partition_keys(partitions)]
+
+
+class Processor:
+    """The decisions of one take_events batch, kept apart from Faust so they can be tested without a broker."""
+
+    def __init__(self, table: Any, sink: ArchiveSink, *, buffer_size: int,
+                 set_current: Callable[[Any], None], dead_letters: Any) -> None:
+        self.table = table
+        self.sink = sink
+        self.buffer_size = buffer_size
+        self.set_current = set_current
+        self.dead_letters = dead_letters
+
+    async def handle(self, events: Iterable[Any]) -> list[Batch]:
+        entries: dict[str, Entry] = {}
+        last_event: dict[str, Any] = {}
+        batches: list[Batch] = []
+
+        def entry_for(user: str, partition: int) -> Entry:
+            if user not in entries:
+                entries[user] = Entry.load(self.table.get(user), partition)
+            return entries[user]
+
+        for event in events:
+            message = event.message
+            try:
+                item = schema.decode_any(event.value)
+            except ValidationError as exc:
+                self.set_current(event)
+                await dead_letter(self.dead_letters, event, exc)
+                continue
+            if isinstance(item, schema.Control) and item.action == "flush-all":
+                for user in self._users_of(message.partition, entries):
+                    last_event[user] = event
+                    batch = cut(entry_for(user, message.partition), int(user), message.offset)
+                    if batch:
+                        batches.append(batch)
+                continue
+            user = str(item.user_id)
+            entry = entry_for(user, message.partition)
+            last_event[user] = event
+            if isinstance(item, schema.Control):
+                batch = cut(entry, int(user), message.offset)
+            else:
+                batch = append(entry, item.user_id, message.offset, message.timestamp, item.archived(),
+                               self.buffer_size)
+            if batch:
+                batches.append(batch)
+        if batches:
+            # Uploads and their success rows are durable before the table changes and before any ack.
+            await self.sink.archive_many(batches)
+        for user, entry in entries.items():
+            if user in last_event:
+                self.set_current(last_event[user])
+                self.table[user] = entry.dump()
+        return batches
+
+    def _users_of(self, partition: int, working: dict[str, Entry]) -> list[str]:
+        users = {u for u, e in working.items() if e.partition == partition}
+        users.update(u for u, raw in self.table.items() if raw and raw.get("p") == partition and raw.get("records"))
+        return sorted(users)
+
+
+class BufferTimer:
+    """Every second on each worker: ask for a flush of its users whose oldest record is too old, claim due
+    cron ticks (one worker wins each tick) and flush every partition, and publish buffer figures."""
+
+    def __init__(self, *, table: Any, state: ArchiveState, producer: Producer, clock: Clock, worker: str,
+                 max_age_s: float, partitions: int, actives: Callable[[], set[int]]) -> None:
+        self.table, self.state, self.producer, self.clock = table, state, producer, clock
+        self.worker, self.max_age_s, self.partitions, self.actives = worker, max_age_s, partitions, actives
+        self._asked: dict[str, float] = {}
+
+    async def tick(self) -> None:
+        now = self.clock.time()
+        actives = self.actives()
+        stats: dict[int, list[Any]] = {p: [0, 0, None] for p in actives}
+        messages: list[OutgoingMessage] = []
+        for user, raw in list(self.table.items()):
+            if not raw or raw.get("p") not in actives or not raw.get("records"):
+                continue
+            figures = stats[raw["p"]]
+            figures[0] += 1
+            figures[1] += len(raw["records"])
+            figures[2] = min(figures[2] or raw["first_ts"], raw["first_ts"])
+            if is_stale(raw, now, self.max_age_s) and now - self._asked.get(user, 0.0) >= self.max_age_s:
+                self._asked[user] = now
+                key, value = schema.flush_user(int(user))
+                messages.append(OutgoingMessage(RECORDS.name, key, value))
+        if await self.state.claim_tick(self.clock.now()):
+            log.info("cron tick: flushing every user")
+            messages.extend(flush_all_messages(self.partitions))
+        if messages:
+            await self.producer.send_many(messages)
+        await self.state.write_stats(self.worker, {
+            p: (u, r, datetime.fromtimestamp(o, timezone.utc) if o else None) for p, (u, r, o) in stats.items()})
+
+
+def register(app: Any, *, records: Any, dead_letters: Any, table: Any, sink: ArchiveSink, state: ArchiveState,
+             producer: Producer, clock: Clock, settings: Any, clients: list[Any]) -> Any:
+    class ArchiveClients(Service):
+        """The archive backend and the control producer: connected before the agent runs, closed last."""
+
+        async def on_start(self) -> None:
+            for client in clients:
+                await client.start()
+
+        async def on_stop(self) -> None:
+            for client in reversed(clients):
+                await client.stop()
+
+    app.service(ArchiveClients)
+
+    @app.agent(records, name="archive")
+    async def archive(stream: Any) -> None:
+        processor = Processor(table, sink, buffer_size=settings.buffer_size,
+                              set_current=stream._set_current_event, dead_letters=dead_letters)
+        async for events in stream.take_events(BATCH_SIZE, within=BATCH_WITHIN_S):
+            try:
+                await processor.handle(events)
+            except Exception:  # never leave the loop: Faust would ack the batch
+                log.exception("archive: unexpected error; retrying the batch")
+                await _retry_forever(processor, events)
+
+    def actives() -> set[int]:
+        return {tp.partition for tp in app.assignor.assigned_actives() if tp.topic == RECORDS.name}
+
+    timer = BufferTimer(table=table, state=state, producer=producer, clock=clock, worker=settings.worker_id,
+                        max_age_s=settings.archive_max_age_s, partitions=RECORDS.partitions, actives=actives)
+
+    @app.timer(TIMER_INTERVAL_S, name="archive-buffer-timer")
+    async def buffer_timer() -> None:
+        try:
+            await timer.tick()
+        except Exception as exc:  # PostgreSQL or Kafka down: the next tick tries again
+            log.warning("archive timer: %s: %s", type(exc).__name__, exc)
+
+    return archive
+
+
+async def _retry_forever(processor: Processor, events: list[Any]) -> None:
+    await retry(lambda: processor.handle(events), what="archive batch handling", base=0.5, cap=10.0)
+
+
+def wire(app: Any, *, settings: Any, db: Any, records: Any, dead_letters: Any) -> Any:
+    """Everything the worker needs for the archive, built from settings (called from app/worker.py)."""
+    from ingestflow.app.archive import backend_for
+    from ingestflow.app.clock import SystemClock
+    from ingestflow.app.crypto import Keyring
+    from ingestflow.app.transfer_logs import TransferLogs
+    from ingestflow.tables import archive_pending
+
+    if not settings.lighthouse_private_key:
+        log.warning("archive: LIGHTHOUSE_PRIVATE_KEY is not set; the archive agent is not started")
+        return None
+    backend = backend_for(settings)
+    keyring = Keyring(settings.lighthouse_private_key.get(), tuple(k.get() for k in settings.archive_old_keys))
+    producer = Producer(settings.kafka_bootstrap, send_timeout=settings.kafka_send_timeout_s,
+                        client_id="ingestflow-archive-timer")
+    sink = ArchiveSink(backend, TransferLogs(db), keyring, concurrency=settings.archive_concurrency)
+    return register(app, records=records, dead_letters=dead_letters,
+                    table=archive_pending.define(app, partitions=RECORDS.partitions), sink=sink,
+                    state=ArchiveState(db, settings.worker_id, settings.cron_schedule), producer=producer,
+                    clock=SystemClock(), settings=settings, clients=[backend, producer])

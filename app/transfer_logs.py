@@ -1,0 +1,84 @@
+"""transfer_logs rows (the previous archive service's schema): one row per upload attempt of a batch.
+
+An attempt inserts `pending` before the upload and turns it into `success` (CID, entries_transferred) or
+`failed` (error_message). At most one `success` row exists per batch id (unique partial index), which is
+what makes a replayed batch skip its upload.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+
+from .db import Database
+
+__all__ = ["TransferLogs", "TransferLog", "STATUSES"]
+
+STATUSES = ("success", "failed", "pending")
+MAX_ERROR = 2000
+
+
+@dataclass(frozen=True, slots=True)
+class TransferLog:
+    id: int
+    user_id: int
+    lighthouse_hash: str | None
+    entries_transferred: int
+    status: str
+    transferred_at: datetime
+    error_message: str | None
+    batch_id: str | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"id": self.id, "user_id": self.user_id, "lighthouse_hash": self.lighthouse_hash,
+                "entries_transferred": self.entries_transferred, "status": self.status,
+                "transferred_at": self.transferred_at.isoformat(), "error_message": self.error_message,
+                "batch_id": self.batch_id}
+
+
+class TransferLogs:
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def success_cid(self, batch_id: str) -> str | None:
+        return await self._db.fetchval(
+            "SELECT lighthouse_hash FROM transfer_logs WHERE batch_id = $1 AND status = 'success'", batch_id)
+
+    async def start(self, user_id: int, batch_id: str, entries: int) -> int:
+        return int(await self._db.fetchval(
+            "INSERT INTO transfer_logs (user_id, batch_id, entries_transferred, status)"
+            " VALUES ($1, $2, $3, 'pending') RETURNING id", user_id, batch_id, entries))
+
+    async def fail(self, row_id: int, error: str) -> None:
+        await self._db.execute(
+            "UPDATE transfer_logs SET status = 'failed', error_message = $2, updated_at = NOW() WHERE id = $1",
+            row_id, error[:MAX_ERROR])
+
+    async def succeed(self, row_id: int, batch_id: str, cid: str, entries: int) -> str:
+        """Mark the attempt a success; if another attempt already succeeded for this batch, keep that one."""
+        try:
+            await self._db.execute(
+                "UPDATE transfer_logs SET status = 'success', lighthouse_hash = $2, entries_transferred = $3,"
+                " transferred_at = NOW(), updated_at = NOW(), error_message = NULL WHERE id = $1",
+                row_id, cid, entries)
+        except asyncpg.UniqueViolationError:
+            existing = await self.success_cid(batch_id)
+            await self.fail(row_id, f"duplicate: batch already archived as {existing}")
+            return existing or cid
+        return cid
+
+    async def query(self, *, user_id: int | None, status: str | None, limit: int) -> list[TransferLog]:
+        rows = await self._db.fetch(
+            "SELECT id, user_id, lighthouse_hash, entries_transferred, status, transferred_at, error_message,"
+            " batch_id FROM transfer_logs WHERE ($1::bigint IS NULL OR user_id = $1)"
+            " AND ($2::text IS NULL OR status = $2) ORDER BY transferred_at DESC, id DESC LIMIT $3",
+            user_id, status, limit)
+        return [TransferLog(**dict(r)) for r in rows]
+
+    async def query_cid(self, cid: str) -> list[TransferLog]:
+        rows = await self._db.fetch(
+            "SELECT id, user_id, lighthouse_hash, entries_transferred, status, transferred_at, error_message,"
+            " batch_id FROM transfer_logs WHERE lighthouse_hash = $1 ORDER BY id", cid)
+        return [TransferLog(**dict(r)) for r in rows]

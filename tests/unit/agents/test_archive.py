@@ -1,0 +1,133 @@
+"""The archive agent's decisions, without a broker: where batches are cut, and that replays are no-ops."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from ingestflow.agents.archive import Entry, Processor, append, cut, is_stale
+from ingestflow.app import serde
+from ingestflow.app.archive.sink import Batch, batch_id, plaintext
+from ingestflow.schemas import records
+
+
+@dataclass
+class Message:
+    partition: int
+    offset: int
+    timestamp: float = 1_700_000_000.0
+    topic: str = "website-records"
+    key: bytes | None = None
+
+
+@dataclass
+class Event:
+    value: bytes
+    message: Message
+
+
+@dataclass
+class Sink:
+    batches: list[Batch] = field(default_factory=list)
+
+    async def archive_many(self, batches: list[Batch]) -> list[str]:
+        self.batches.extend(batches)
+        return ["cid"] * len(batches)
+
+
+@dataclass
+class DeadLetters:
+    sent: list[bytes] = field(default_factory=list)
+
+    async def send(self, key: bytes, value: bytes) -> None:
+        self.sent.append(value)
+
+
+def rec(user: int, wuid: str) -> bytes:
+    return records.WebsiteRecord(user, wuid, {"k": wuid}, "ctx").encode()
+
+
+def processor(table: dict[str, Any], buffer_size: int = 3) -> tuple[Processor, Sink, DeadLetters]:
+    sink, dl = Sink(), DeadLetters()
+    return Processor(table, sink, buffer_size=buffer_size, set_current=lambda e: None, dead_letters=dl), sink, dl
+
+
+def events(partition: int, start: int, values: list[bytes]) -> list[Event]:
+    return [Event(v, Message(partition, start + i)) for i, v in enumerate(values)]
+
+
+async def test_batch_is_cut_exactly_at_buffer_size() -> None:
+    table: dict[str, Any] = {}
+    proc, sink, _ = processor(table)
+    await proc.handle(events(0, 0, [rec(7, f"w{i}") for i in range(7)]))
+    assert [b.offsets for b in sink.batches] == [(0, 1, 2), (3, 4, 5)]
+    assert [r["website_uid"] for r in sink.batches[0].records] == ["w0", "w1", "w2"]
+    assert table["7"]["records"] == [{"website_uid": "w6", "cleanedJson": {"k": "w6"}, "context": "ctx"}]
+
+
+async def test_cuts_do_not_depend_on_how_events_are_grouped() -> None:
+    values = [rec(1, f"a{i}") for i in range(5)] + [records.flush_user(1)[1]] + [rec(1, "b")]
+    one_table: dict[str, Any] = {}
+    one, one_sink, _ = processor(one_table)
+    await one.handle(events(2, 10, values))
+    split_table: dict[str, Any] = {}
+    split, split_sink, _ = processor(split_table)
+    evs = events(2, 10, values)
+    for chunk in (evs[:2], evs[2:4], evs[4:]):
+        await split.handle(chunk)
+    assert [b.id for b in one_sink.batches] == [b.id for b in split_sink.batches]
+    assert [b.offsets for b in one_sink.batches] == [(10, 11, 12), (13, 14)]
+    assert one_table == split_table
+
+
+async def test_replayed_records_and_controls_are_no_ops() -> None:
+    table: dict[str, Any] = {}
+    proc, sink, _ = processor(table, buffer_size=10)
+    evs = events(0, 0, [rec(5, "x"), rec(5, "y"), records.flush_user(5)[1], rec(5, "z")])
+    await proc.handle(evs)
+    assert [b.offsets for b in sink.batches] == [(0, 1)]
+    await proc.handle(evs)  # the whole batch again, as after a crash before the offsets committed
+    assert [b.offsets for b in sink.batches] == [(0, 1)]
+    assert table["5"]["offsets"] == [3]
+
+
+async def test_flush_all_cuts_every_user_of_its_partition_only() -> None:
+    table: dict[str, Any] = {}
+    proc, sink, _ = processor(table, buffer_size=100)
+    await proc.handle(events(0, 0, [rec(1, "a"), rec(2, "b")]) + events(1, 0, [rec(3, "c")]))
+    await proc.handle(events(0, 2, [records.flush_all()]))
+    assert sorted(b.user_id for b in sink.batches) == [1, 2]
+    assert table["3"]["records"] and not table["1"]["records"]
+
+
+async def test_bad_records_are_dead_lettered_and_processing_continues() -> None:
+    table: dict[str, Any] = {}
+    proc, sink, dl = processor(table, buffer_size=2)
+    await proc.handle(events(0, 0, [b"not json", b'{"user_id": 1}', b'{"control": "explode"}',
+                                     rec(1, "a"), rec(1, "b")]))
+    assert len(dl.sent) == 3
+    reasons = [serde.loads(v)["error"] for v in dl.sent]
+    assert "value: is not valid JSON" in reasons[0]
+    assert reasons[1].startswith("cleaned: is required")
+    assert reasons[2].startswith("control: must be one of")
+    assert [b.offsets for b in sink.batches] == [(3, 4)]
+
+
+def test_batch_id_is_deterministic_and_depends_on_offsets() -> None:
+    assert batch_id(1, 0, (1, 2)) == batch_id(1, 0, (1, 2))
+    assert batch_id(1, 0, (1, 2)) != batch_id(1, 0, (1, 3))
+    assert batch_id(1, 0, (1, 2)) != batch_id(2, 0, (1, 2))
+
+
+def test_plaintext_has_the_previous_services_shape() -> None:
+    data = [{"website_uid": "w", "cleanedJson": {"a": 1}, "context": "c"}]
+    assert serde.loads(plaintext(123, data)) == [{"user_id": 123, "data": data}]
+
+
+def test_stale_entries_are_those_whose_oldest_record_passed_the_age() -> None:
+    entry = Entry(0)
+    append(entry, 1, 0, 100.0, {"website_uid": "a"}, 10)
+    append(entry, 1, 1, 150.0, {"website_uid": "b"}, 10)
+    assert not is_stale(entry.dump(), 159.0, 60)
+    assert is_stale(entry.dump(), 160.0, 60)
+    cut(entry, 1, 2)
+    assert not is_stale(entry.dump(), 1e9, 60)
