@@ -1,49 +1,164 @@
-"""Stream job: count each event into its rule's daily window and write the day's totals to PostgreSQL.
+"""Stream job on `events` + the `rules` catalog: dedup, anti-gaming cap, daily rule counts, the rule ->
+author join, trending scores; then the day totals to PostgreSQL.
 
-The totals written are absolute values read back from the table, so writing them again after a crash or
-a replay is harmless: with exactly-once processing the table itself never counts an event twice.
+Both topics are keyed by ruleId with the same partition count, so one agent reads both (Faust assigns the
+same partition numbers of co-partitioned topics to one worker) and every table is local: no repartitioning.
+The totals written are absolute values read back from the tables, so writing them again after a crash or
+a replay is harmless: with exactly-once processing the tables themselves never count an event twice.
 """
 from __future__ import annotations
 
+import logging
+from dataclasses import dataclass, field
+from datetime import date
 from typing import Any, Protocol
 
 from ingestflow.app.clock import utc_from_ms
 from ingestflow.app.errors import ValidationError
+from ingestflow.app.observability import PROCESSED
 from ingestflow.app.retry import retry
+from ingestflow.schemas import rules as rules_schema
 from ingestflow.schemas.events import decode
-from ingestflow.tables import rule_daily
+from ingestflow.tables import dedup_keys, rule_catalog, rule_daily, view_guard
 
+from . import author_metrics, dedup, trending
 from .dead_letter import dead_letter
 
-__all__ = ["register", "BATCH_SIZE"]
+__all__ = ["register", "Tables", "Options", "BATCH_SIZE"]
+
+log = logging.getLogger(__name__)
 
 BATCH_SIZE = 1000
 BATCH_WITHIN_S = 0.5
+AGENT = "rule-metrics"
 
 
-class DailyRuleStore(Protocol):
+class MetricsSink(Protocol):
     async def upsert_rule_days(self, rows: list[tuple[str, Any, dict[str, int]]]) -> None: ...
 
+    async def set_rule_authors(self, rows: list[tuple[str, str | None, str, str | None]]) -> dict[str, str]: ...
 
-def register(app: Any, *, events: Any, dead_letters: Any, table: Any, store: DailyRuleStore) -> Any:
-    @app.agent(events, name="rule-metrics")
+    async def rule_day_list(self, rule_ids: Any) -> list[tuple[str, date]]: ...
+
+    async def recompute_author_days(self, pairs: Any) -> None: ...
+
+
+class TrendingSink(Protocol):
+    async def set_rule_trending(self, rows: dict[str, float]) -> None: ...
+
+
+@dataclass(frozen=True)
+class Tables:
+    daily: Any
+    dedup_keys: Any
+    view_guard: Any
+    catalog: Any
+    trending: Any
+
+
+@dataclass(frozen=True)
+class Options:
+    rules_topic: str
+    dedup_retention_s: float
+    half_life_s: float
+    weights: dict[str, float]
+
+
+@dataclass
+class Batch:
+    """What one batch changed, flushed to the stores once per batch."""
+
+    touched: dict[tuple[str, float], Any] = field(default_factory=dict)
+    authors: dict[str, tuple[str | None, str, str | None]] = field(default_factory=dict)
+    trending: dict[str, float] = field(default_factory=dict)
+
+
+def register(app: Any, *, channel: Any, dead_letters: Any, tables: Tables, options: Options,
+             store: MetricsSink, trending_sink: TrendingSink | None = None) -> Any:
+    def on_event(event: Any, batch: Batch) -> str:
+        ts = event.message.timestamp
+        ev = decode(event.value, utc_from_ms(int(ts * 1000)))
+        if ev.idempotency_key:
+            windows = tables.dedup_keys[dedup_keys.key(ev.rule_id, ev.idempotency_key)]
+            seen = (windows.value(event), windows.delta(options.dedup_retention_s, event))
+            if dedup.key_seen(seen, ts, options.dedup_retention_s):
+                return "duplicate"
+            tables.dedup_keys[dedup_keys.key(ev.rule_id, ev.idempotency_key)] = ts
+        if ev.type == "VIEW" and ev.ip:
+            guard_key = view_guard.key(ev.rule_id, ev.ip)
+            windows = tables.view_guard[guard_key]
+            today = dedup.ViewState.from_json(windows.value(event))
+            lookback = dedup.ViewState.from_json(windows.delta(dedup.VIEW_REPEAT_S, event))
+            reason = dedup.view_drop_reason(today, lookback, ts)
+            if reason:
+                return f"view-{reason}"
+            tables.view_guard[guard_key] = dedup.counted_view(today, ts).to_json()
+        tables.daily[ev.rule_id].apply(rule_daily.add, ev.type, event)
+        batch.touched[(ev.rule_id, rule_daily.window_start(ts))] = event
+        entry = rule_catalog.resolve(tables.catalog.get(ev.rule_id), ev.author_id)
+        if entry is not None:
+            tables.catalog[ev.rule_id] = entry
+            batch.authors[ev.rule_id] = (entry["authorId"], "event", None)
+        score = trending.add_event(tables.trending.get(ev.rule_id), ts, options.weights.get(ev.type, 0.0),
+                                   options.half_life_s)
+        if score is not None:
+            tables.trending[ev.rule_id] = score
+            batch.trending[ev.rule_id] = score
+        return "counted"
+
+    def on_catalog(event: Any, batch: Batch) -> str:
+        rule_id = (event.message.key or b"").decode("utf-8", "replace")
+        if event.value is None:  # tombstone: the rule is gone, so are its author totals
+            if tables.catalog.get(rule_id) is not None:
+                del tables.catalog[rule_id]
+                batch.authors[rule_id] = (None, "catalog", None)
+            return "catalog-deleted"
+        info = rules_schema.decode(event.value)
+        entry = {"authorId": info.author_id, "source": "catalog", "title": info.title}
+        if tables.catalog.get(info.rule_id) != entry:
+            tables.catalog[info.rule_id] = entry
+            batch.authors[info.rule_id] = (info.author_id, "catalog", info.title)
+        return "catalog"
+
+    async def flush(batch: Batch) -> None:
+        rows = [(rule_id, rule_daily.day_of_window(start), tables.daily[rule_id].value(event))
+                for (rule_id, start), event in batch.touched.items()]
+        if rows:
+            await store.upsert_rule_days(rows)
+        old_authors: dict[str, str] = {}
+        moved: list[tuple[str, date]] = []
+        if batch.authors:
+            old_authors = await store.set_rule_authors(
+                [(rule, author, source, title) for rule, (author, source, title) in batch.authors.items()])
+            moved = await store.rule_day_list(batch.authors)
+        current = {rule: (tables.catalog.get(rule) or {}).get("authorId")
+                   for rule in {r for r, _ in batch.touched} | set(batch.authors)}
+        pairs = author_metrics.author_days_to_recompute(
+            [(rule, day) for rule, day, _ in rows], current, moved, old_authors)
+        await store.recompute_author_days(pairs)
+        if batch.trending and trending_sink is not None:
+            await trending_sink.set_rule_trending(batch.trending)
+
+    @app.agent(channel, name=AGENT)
     async def rule_metrics(stream: Any) -> None:
-        async for batch in stream.take_events(BATCH_SIZE, within=BATCH_WITHIN_S):
-            touched: dict[tuple[str, float], Any] = {}
-            for event in batch:
+        async for events in stream.take_events(BATCH_SIZE, within=BATCH_WITHIN_S):
+            batch = Batch()
+            for event in events:
                 # Table writes find their changelog partition through the stream's current event.
                 stream._set_current_event(event)
                 try:
-                    ev = decode(event.value, utc_from_ms(int(event.message.timestamp * 1000)))
+                    handler = on_catalog if event.message.topic == options.rules_topic else on_event
+                    outcome = handler(event, batch)
                 except ValidationError as exc:
                     await dead_letter(dead_letters, event, exc)
-                    continue
-                table[ev.rule_id].apply(rule_daily.add, ev.type, event)
-                touched[(ev.rule_id, rule_daily.window_start(event.message.timestamp))] = event
-            if touched:
-                rows = [(rule_id, rule_daily.day_of_window(start), table[rule_id].value(event))
-                        for (rule_id, start), event in touched.items()]
+                    outcome = "dead-lettered"
+                except Exception as exc:  # never raise out of the loop: Faust would ack the batch
+                    log.exception("event failed; dead-lettering it")
+                    await dead_letter(dead_letters, event, exc)
+                    outcome = "dead-lettered"
+                PROCESSED.labels(agent=AGENT, outcome=outcome).inc()
+            if batch.touched or batch.authors or batch.trending:
                 # PostgreSQL down: keep retrying; this partition waits, and nothing is acknowledged meanwhile.
-                await retry(lambda: store.upsert_rule_days(rows), what="write rule_metric_daily")
+                await retry(lambda: flush(batch), what="write daily metrics")
 
     return rule_metrics

@@ -1,35 +1,111 @@
-"""Daily metrics in PostgreSQL: the agents write absolute daily totals, the read endpoints query them."""
+"""Daily metrics in PostgreSQL: the agents write absolute daily totals, the read endpoints query them.
+
+Every write is an absolute value recomputed from data that is itself absolute, so a replayed or repeated
+write converges on the same rows (the idempotence that makes crashes and redeliveries harmless).
+"""
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from datetime import date
 from typing import Any
 
 from .db import Database
 
-__all__ = ["MetricsStore", "COLUMNS"]
+__all__ = ["MetricsStore", "COLUMNS", "DEFAULT_WEIGHTS", "day_score"]
 
 # Event type -> column in rule_metric_daily / author_metric_daily.
 COLUMNS = {"VIEW": "views", "COPY": "copies", "SAVE": "saves", "FORK": "forks", "VOTE": "votes"}
+DEFAULT_WEIGHTS = {"VIEW": 1.0, "COPY": 3.0, "SAVE": 2.0, "FORK": 4.0, "VOTE": 2.0}
+
+
+def day_score(counts: Mapping[str, int], weights: Mapping[str, float]) -> float:
+    """A day's leaderboard score: the weighted sum of its counted events."""
+    return float(sum(counts.get(kind, 0) * weights.get(kind, 0.0) for kind in COLUMNS))
+
 
 _UPSERT_RULE = """
-INSERT INTO rule_metric_daily (rule_id, day, views, copies, saves, forks, votes, updated_at)
-VALUES ($1, $2, $3, $4, $5, $6, $7, NOW())
+INSERT INTO rule_metric_daily (rule_id, day, views, copies, saves, forks, votes, score, updated_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, NOW())
 ON CONFLICT (rule_id, day) DO UPDATE SET views = EXCLUDED.views, copies = EXCLUDED.copies,
-  saves = EXCLUDED.saves, forks = EXCLUDED.forks, votes = EXCLUDED.votes, updated_at = NOW()
+  saves = EXCLUDED.saves, forks = EXCLUDED.forks, votes = EXCLUDED.votes, score = EXCLUDED.score,
+  updated_at = NOW()
 """
+
+# Serialises recomputations of one author-day across workers: the last recomputation then always starts
+# after every rule row committed before it, so concurrent workers cannot leave a stale sum behind.
+_LOCK_AUTHOR_DAYS = """
+SELECT pg_advisory_xact_lock(k) FROM (
+  SELECT DISTINCT hashtext(a || '|' || d::text) AS k FROM unnest($1::text[], $2::date[]) AS p(a, d) ORDER BY k
+) AS locks
+"""
+
+_RECOMPUTE_AUTHOR_DAYS = """
+INSERT INTO author_metric_daily (author_id, day, views, copies, saves, forks, votes, score, updated_at)
+SELECT p.a, p.d, COALESCE(SUM(m.views), 0), COALESCE(SUM(m.copies), 0), COALESCE(SUM(m.saves), 0),
+       COALESCE(SUM(m.forks), 0), COALESCE(SUM(m.votes), 0), COALESCE(SUM(m.score), 0), NOW()
+FROM unnest($1::text[], $2::date[]) AS p(a, d)
+LEFT JOIN rule_authors ra ON ra.author_id = p.a
+LEFT JOIN rule_metric_daily m ON m.rule_id = ra.rule_id AND m.day = p.d
+GROUP BY p.a, p.d
+ON CONFLICT (author_id, day) DO UPDATE SET views = EXCLUDED.views, copies = EXCLUDED.copies,
+  saves = EXCLUDED.saves, forks = EXCLUDED.forks, votes = EXCLUDED.votes, score = EXCLUDED.score,
+  updated_at = NOW()
+"""
+
+_DAY_COLUMNS = "day, views, copies, saves, forks, votes, score"
 
 
 class MetricsStore:
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, weights: Mapping[str, float] | None = None) -> None:
         self._db = db
+        self._weights = dict(weights or DEFAULT_WEIGHTS)
 
     async def upsert_rule_days(self, rows: list[tuple[str, date, dict[str, int]]]) -> None:
         await self._db.executemany(
             _UPSERT_RULE,
-            [(rule_id, day, *(counts.get(kind, 0) for kind in COLUMNS)) for rule_id, day, counts in rows])
+            [(rule_id, day, *(counts.get(kind, 0) for kind in COLUMNS), day_score(counts, self._weights))
+             for rule_id, day, counts in rows])
+
+    async def set_rule_authors(self, rows: list[tuple[str, str | None, str, str | None]]) -> dict[str, str]:
+        """(ruleId, authorId or None to forget, source, title) -> the authors the rules had before."""
+        rule_ids = [r[0] for r in rows]
+        pool = await self._db.connected()
+        async with pool.acquire() as conn, conn.transaction():
+            old = {r["rule_id"]: r["author_id"] for r in await conn.fetch(
+                "SELECT rule_id, author_id FROM rule_authors WHERE rule_id = ANY($1::text[])", rule_ids)}
+            await conn.executemany(
+                "INSERT INTO rule_authors (rule_id, author_id, source, title) VALUES ($1, $2, $3, $4)"
+                " ON CONFLICT (rule_id) DO UPDATE SET author_id = EXCLUDED.author_id, source = EXCLUDED.source,"
+                " title = EXCLUDED.title, updated_at = NOW()", [r for r in rows if r[1] is not None])
+            gone = [r[0] for r in rows if r[1] is None]
+            if gone:
+                await conn.execute("DELETE FROM rule_authors WHERE rule_id = ANY($1::text[])", gone)
+        return old
+
+    async def rule_day_list(self, rule_ids: Iterable[str]) -> list[tuple[str, date]]:
+        rows = await self._db.fetch("SELECT rule_id, day FROM rule_metric_daily WHERE rule_id = ANY($1::text[])",
+                                    list(rule_ids))
+        return [(r["rule_id"], r["day"]) for r in rows]
+
+    async def recompute_author_days(self, pairs: Iterable[tuple[str, date]]) -> None:
+        """Author-day totals = the sums of the author's rules' day totals (absolute, so repeatable)."""
+        ordered = sorted(set(pairs))
+        if not ordered:
+            return
+        authors, days = [p[0] for p in ordered], [p[1] for p in ordered]
+        pool = await self._db.connected()
+        async with pool.acquire() as conn, conn.transaction():
+            await conn.execute(_LOCK_AUTHOR_DAYS, authors, days)
+            await conn.execute(_RECOMPUTE_AUTHOR_DAYS, authors, days)
 
     async def rule_days(self, rule_id: str, start: date, end: date) -> list[dict[str, Any]]:
         rows = await self._db.fetch(
-            "SELECT day, views, copies, saves, forks, votes, score FROM rule_metric_daily"
+            f"SELECT {_DAY_COLUMNS} FROM rule_metric_daily"
             " WHERE rule_id = $1 AND day BETWEEN $2 AND $3 ORDER BY day", rule_id, start, end)
+        return [{**dict(r), "day": r["day"].isoformat()} for r in rows]
+
+    async def author_days(self, author_id: str, start: date, end: date) -> list[dict[str, Any]]:
+        rows = await self._db.fetch(
+            f"SELECT {_DAY_COLUMNS}, donation_count, donation_amount_cents FROM author_metric_daily"
+            " WHERE author_id = $1 AND day BETWEEN $2 AND $3 ORDER BY day", author_id, start, end)
         return [{**dict(r), "day": r["day"].isoformat()} for r in rows]
