@@ -7,6 +7,7 @@ from aiohttp import web
 
 from .clock import Clock
 from .db import Database
+from .leaderboard_store import LeaderboardStore
 from .metrics_store import MetricsStore
 from .publisher import Publisher
 from .ratelimit import RateLimiter
@@ -25,6 +26,7 @@ class GatewayContext:
     metrics: MetricsStore
     redis: RedisClient
     limiter: RateLimiter
+    leaderboards: LeaderboardStore | None = None  # issue 4: set by the gateway, Redis hot + PostgreSQL cold
 
 
 CONTEXT = web.AppKey("context", GatewayContext)

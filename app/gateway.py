@@ -15,6 +15,7 @@ from .db import Database
 from .errors import ForbiddenError, IngestflowError, Unavailable
 from .http import error_response, json_response
 from .kafka import Producer
+from .leaderboard_store import LeaderboardStore
 from .metrics_store import MetricsStore
 from .observability import EVENTS_REJECTED, REQUESTS
 from .publisher import Publisher
@@ -71,6 +72,7 @@ def build_gateway(settings: Settings, *, clock: Clock | None = None) -> web.Appl
                                          "crawl": settings.rate_limit_crawl_per_min})
     app[CONTEXT] = GatewayContext(settings=settings, clock=clock, publisher=publisher,
                                   db=db, metrics=MetricsStore(db), redis=redis, limiter=limiter)
+    app[CONTEXT].leaderboards = LeaderboardStore(db, redis, size=settings.leaderboard_size)  # issue 4
 
     async def clients(app: web.Application) -> AsyncIterator[None]:
         # The spool must open (a 202 relies on it); Kafka, PostgreSQL and Redis may come later.

@@ -1,13 +1,17 @@
-"""GET reads of derived state, served from PostgreSQL."""
+"""GET reads of derived state: daily metrics from PostgreSQL, leaderboards from Redis with PostgreSQL as the
+fallback (app/leaderboard_store.py), trending scores."""
 from __future__ import annotations
 
 from datetime import date, timedelta
 
 from aiohttp import web
 
+from ingestflow.agents.trending import decayed
+
 from .context import CONTEXT
-from .errors import ValidationError
+from .errors import Unavailable, ValidationError
 from .http import json_response
+from .leaderboard_store import PERIODS, SCOPES, period_range
 
 __all__ = ["routes", "date_range"]
 
@@ -40,6 +44,74 @@ async def rule_metrics(request: web.Request) -> web.Response:
     rule_id = request.match_info["rule_id"]
     start, end = date_range(dict(request.query), ctx.clock.now().date())
     days = await ctx.metrics.rule_days(rule_id, start, end)
-    totals = {k: sum(int(d[k]) for d in days) for k in ("views", "copies", "saves", "forks", "votes")}
+    totals = _totals(days, ("views", "copies", "saves", "forks", "votes"))
     return json_response({"ruleId": rule_id, "from": start.isoformat(), "to": end.isoformat(),
                           "totals": totals, "days": days})
+
+
+def _totals(days: list[dict[str, object]], keys: tuple[str, ...]) -> dict[str, int]:
+    return {k: sum(int(d[k]) for d in days) for k in keys}  # type: ignore[call-overload]
+
+
+@routes.get("/metrics/authors/{author_id}")
+async def author_metrics(request: web.Request) -> web.Response:
+    ctx = request.app[CONTEXT]
+    author_id = request.match_info["author_id"]
+    start, end = date_range(dict(request.query), ctx.clock.now().date())
+    days = await ctx.metrics.author_days(author_id, start, end)
+    totals = _totals(days, ("views", "copies", "saves", "forks", "votes", "donation_count",
+                            "donation_amount_cents"))
+    return json_response({"authorId": author_id, "from": start.isoformat(), "to": end.isoformat(),
+                          "totals": totals, "days": days})
+
+
+def _limit(query: dict[str, str], maximum: int) -> int:
+    raw = query.get("limit") or "10"
+    if not raw.isdigit() or not 1 <= int(raw) <= maximum:
+        raise ValidationError("limit", f"must be a whole number between 1 and {maximum}, got {raw[:16]!r}")
+    return int(raw)
+
+
+def _scope(query: dict[str, str]) -> str:
+    scope = query.get("scope") or "rules"
+    if scope not in SCOPES:
+        raise ValidationError("scope", f"must be one of {', '.join(SCOPES)}, got {scope[:32]!r}")
+    return scope
+
+
+@routes.get("/leaderboards/{period}")
+async def leaderboard(request: web.Request) -> web.Response:
+    """Top subjects by score over the period ending on `date` (default today, UTC)."""
+    ctx = request.app[CONTEXT]
+    boards = ctx.leaderboards
+    if boards is None:
+        raise Unavailable("leaderboards are not configured")
+    period = request.match_info["period"]
+    if period not in PERIODS:
+        raise ValidationError("period", f"must be one of {', '.join(PERIODS)}, got {period[:32]!r}")
+    query = dict(request.query)
+    scope = _scope(query)
+    limit = _limit(query, 1000)
+    day, _ = date_range({"to": query.get("date", ""), "from": query.get("date", "")}, ctx.clock.now().date())
+    entries, source = await boards.top(period, scope, day, limit)
+    start, end = period_range(period, day)
+    return json_response({"period": period, "scope": scope, "date": day.isoformat(),
+                          "from": None if PERIODS[period] is None else start.isoformat(), "to": end.isoformat(),
+                          "source": source,
+                          "entries": [{"rank": i, "id": e.id, "score": e.score} for i, e in enumerate(entries, 1)]})
+
+
+@routes.get("/trending/{scope}")
+async def trending(request: web.Request) -> web.Response:
+    """Top rules or authors by decayed score (agents/trending.py), `score` as of now."""
+    ctx = request.app[CONTEXT]
+    if ctx.leaderboards is None:
+        raise Unavailable("leaderboards are not configured")
+    scope = _scope({"scope": request.match_info["scope"]})
+    limit = _limit(dict(request.query), 1000)
+    now = ctx.clock.time()
+    half_life_s = ctx.settings.trending_half_life_hours * 3600
+    entries = await ctx.leaderboards.trending(scope, limit)
+    return json_response({"scope": scope, "halfLifeHours": ctx.settings.trending_half_life_hours,
+                          "entries": [{"rank": i, "id": e.id, "score": decayed(e.score, now, half_life_s)}
+                                      for i, e in enumerate(entries, 1)]})
