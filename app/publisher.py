@@ -66,6 +66,7 @@ class Publisher:
         self._wake = asyncio.Event()
         self._replayer: asyncio.Task[None] | None = None
         self._timers: set[asyncio.TimerHandle] = set()
+        self._ping: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         """Open the spool (a failure here stops start-up: without it a 202 could not be honoured), start the
@@ -191,5 +192,14 @@ class Publisher:
             await asyncio.sleep(0.01)
 
     async def ping(self) -> None:
-        await self._producer.ping()
+        """One probe at a time, shielded: a health check that gives up (its own timeout) must not cancel
+        a producer half-way through start-up, which would leak its connections."""
+        if self._ping is None or self._ping.done():
+            self._ping = asyncio.create_task(self._producer.ping())
+            self._ping.add_done_callback(lambda t: t.cancelled() or t.exception())
+        try:
+            await asyncio.shield(self._ping)
+        except Exception:  # whatever the failure, Kafka cannot take messages now
+            self._kafka_healthy = False
+            raise
         self._kafka_healthy = True
