@@ -57,13 +57,16 @@ class BufferStatus:
 
 class Publisher:
     def __init__(self, producer: Producer, spool: Spool, replay_producer: Producer, *,
-                 replay_batch: int = 2000) -> None:
+                 replay_batch: int = 2000, handover_max: int = 10_000, handover_wait_s: float = 1.0) -> None:
         self._producer = producer
         self._spool = spool
         self._replay_producer = replay_producer
         self._replay_batch = replay_batch
+        self._handover_max = handover_max
+        self._handover_wait_s = handover_wait_s
         self._kafka_healthy = False
         self._wake = asyncio.Event()
+        self._empty = asyncio.Event()
         self._replayer: asyncio.Task[None] | None = None
         self._timers: set[asyncio.TimerHandle] = set()
         self._ping: asyncio.Task[None] | None = None
@@ -73,6 +76,8 @@ class Publisher:
         replay task, then try Kafka (not required to start)."""
         await self._spool.open()
         self._publish_gauges()
+        if not self._spool.pending:
+            self._empty.set()
         if self._replayer is None:
             self._replayer = asyncio.create_task(self._replay_loop(), name="spool-replay")
         self._wake.set()
@@ -104,7 +109,9 @@ class Publisher:
             await self._to_spool(messages)
             self._schedule(qos)
             return "spool"
-        if self._spool.pending or not self._kafka_healthy and self._replaying_soon():
+        if self._spool.pending and self._kafka_healthy and self._spool.pending <= self._handover_max:
+            await self._handover()
+        if self._spool.pending or not self._kafka_healthy:
             await self._to_spool(messages)
             self._wake.set()
             return "spool"
@@ -119,11 +126,18 @@ class Publisher:
         self._kafka_healthy = True
         return "kafka"
 
-    def _replaying_soon(self) -> bool:
-        """Kafka was just found down: skip the direct attempt (it would cost a whole send timeout)."""
-        return self._replayer is not None and not self._replayer.done()
+    async def _handover(self) -> None:
+        """Kafka is back and the replay is close to done: wait (briefly) for the spool to empty instead of
+        adding to it, so that under steady load the gateway returns to answering from Kafka. Whoever waits
+        sends after everything spooled before it, so order per key holds."""
+        self._wake.set()
+        try:
+            await asyncio.wait_for(self._empty.wait(), self._handover_wait_s)
+        except asyncio.TimeoutError:
+            pass
 
     async def _to_spool(self, messages: Sequence[OutgoingMessage]) -> None:
+        self._empty.clear()
         await self._spool.append(messages)
         SPOOLED.inc(len(messages))
         self._publish_gauges()
@@ -146,14 +160,15 @@ class Publisher:
             await self._wake.wait()
             self._wake.clear()
             if not self._spool.pending and not self._spool.status().segments:
+                self._empty.set()
                 continue
             try:
                 started = time.perf_counter()
-                sent = await self._spool.drain(self._replay_producer.send_many, batch=self._replay_batch)
+                sent = await self._spool.drain(self._replay_send, batch=self._replay_batch)
             except Unavailable as exc:
                 self._kafka_healthy = False
                 attempt += 1
-                delay = backoff_delay(attempt, base=0.2, cap=5.0)
+                delay = backoff_delay(attempt, base=0.2, cap=2.0)
                 log.warning("spool replay paused (%s); %d pending, retrying in %.1fs", exc.message,
                             self._spool.pending, delay)
                 self._publish_gauges()
@@ -168,12 +183,17 @@ class Publisher:
                 continue
             attempt = 0
             if sent:
-                self._kafka_healthy = True
-                SPOOL_REPLAYED.inc(sent)
                 log.info("spool replayed %d messages in %.2fs", sent, time.perf_counter() - started)
             self._publish_gauges()
             if self._spool.pending:
                 self._wake.set()
+            elif not self._spool.status().segments:
+                self._empty.set()
+
+    async def _replay_send(self, batch: Sequence[OutgoingMessage]) -> None:
+        await self._replay_producer.send_many(batch)
+        self._kafka_healthy = True  # acknowledged: Kafka takes messages again
+        SPOOL_REPLAYED.inc(len(batch))
 
     def _publish_gauges(self) -> None:
         status = self._spool.status()
@@ -184,12 +204,6 @@ class Publisher:
         s = self._spool.status()
         return BufferStatus(pending=s.pending, failed=s.failed, kafka_healthy=self._kafka_healthy,
                             spool_bytes=s.bytes, spool_writable=self._spool.writable)
-
-    async def drained(self) -> None:
-        """Wait until the spool is empty (tests, benchmarks, graceful shutdown)."""
-        while self._spool.pending or self._spool.status().segments:
-            self._wake.set()
-            await asyncio.sleep(0.01)
 
     async def ping(self) -> None:
         """One probe at a time, shielded: a health check that gives up (its own timeout) must not cancel
