@@ -253,7 +253,8 @@ def wire(app: Any, *, settings: Any, db: Any, records: Any, dead_letters: Any) -
     keyring = Keyring(settings.lighthouse_private_key.get(), tuple(k.get() for k in settings.archive_old_keys))
     producer = Producer(settings.kafka_bootstrap, send_timeout=settings.kafka_send_timeout_s,
                         client_id="ingestflow-archive-timer")
-    sink = ArchiveSink(backend, TransferLogs(db), keyring, concurrency=settings.archive_concurrency)
+    sink = ArchiveSink(backend, TransferLogs(db), keyring, app_id=settings.worker_id,
+                        concurrency=settings.archive_concurrency)
     return register(app, records=records, dead_letters=dead_letters,
                     table=archive_pending.define(app, partitions=RECORDS.partitions), sink=sink,
                     state=ArchiveState(db, settings.worker_id, settings.cron_schedule), producer=producer,

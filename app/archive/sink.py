@@ -27,9 +27,10 @@ __all__ = ["Batch", "ArchiveSink", "batch_id", "plaintext"]
 log = logging.getLogger(__name__)
 
 
-def batch_id(user_id: int, partition: int, offsets: Sequence[int]) -> str:
-    """Deterministic: the same records (by source offset) always make the same batch id."""
-    text = f"{user_id}|{partition}|{','.join(map(str, offsets))}"
+def batch_id(app_id: str, user_id: int, partition: int, offsets: Sequence[int]) -> str:
+    """Deterministic: the same records (by source offset) read by the same app (consumer group) always make
+    the same batch id; another app id reading the same topic keeps its own archive."""
+    text = f"{app_id}|{user_id}|{partition}|{','.join(map(str, offsets))}"
     return hashlib.sha256(text.encode()).hexdigest()
 
 
@@ -45,17 +46,14 @@ class Batch:
     offsets: tuple[int, ...]
     records: tuple[dict[str, Any], ...] = field(repr=False)
 
-    @property
-    def id(self) -> str:
-        return batch_id(self.user_id, self.partition, self.offsets)
-
     def plaintext(self) -> bytes:
         return plaintext(self.user_id, self.records)
 
 
 class ArchiveSink:
-    def __init__(self, backend: ArchiveBackend, logs: TransferLogs, keyring: Keyring, *, concurrency: int,
-                 retry_base: float = 0.2, retry_cap: float = 5.0) -> None:
+    def __init__(self, backend: ArchiveBackend, logs: TransferLogs, keyring: Keyring, *, app_id: str,
+                 concurrency: int, retry_base: float = 0.2, retry_cap: float = 5.0) -> None:
+        self._app_id = app_id
         self._backend = backend
         self._logs = logs
         self._keyring = keyring
@@ -72,8 +70,11 @@ class ArchiveSink:
                 return await self.archive(batch)
         return list(await asyncio.gather(*(one(b) for b in batches)))
 
+    def batch_id(self, batch: Batch) -> str:
+        return batch_id(self._app_id, batch.user_id, batch.partition, batch.offsets)
+
     async def archive(self, batch: Batch) -> str:
-        bid = batch.id
+        bid = self.batch_id(batch)
         what = f"archive batch {bid[:16]} (user {batch.user_id}, {len(batch.records)} records)"
         existing = await retry(lambda: self._logs.success_cid(bid), what=f"{what}: read transfer_logs",
                                base=self._base, cap=self._cap)

@@ -2,7 +2,6 @@
 riding out a kubo outage: failed attempts are logged, then the success, and every record is archived once."""
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -14,7 +13,8 @@ from ingestflow.app.archive import cid as cids
 from ingestflow.app.archive.ipfs import kubo as kubo_backend
 from ingestflow.app.errors import ArchiveError, NotFound
 
-from .archive_support import Kubo, archived_uids, produce_records, success_rows, unique_user_ids
+from .archive_support import (Kubo, archived_uids, produce_records, start_group_at_end, success_rows,
+                              unique_user_ids)
 from .conftest import eventually
 
 
@@ -62,21 +62,21 @@ async def test_worker_survives_kubo_outage_and_archives_every_record_once(
     users = unique_user_ids(2)
     env = env_factory(ARCHIVE_URL=kubo.url, BUFFER_SIZE="5", WORKER_PORT="18211",
                       WORKER_APP_ID=f"archive-kubo-{unique}")
+    await start_group_at_end(env["WORKER_APP_ID"])
     worker = spawn(["worker"], env)
     backend = kubo_backend(f"http://127.0.0.1:{kubo.api_port}")
+    await backend.start()
     try:
         sent = await produce_records(users, 5, f"k1{unique}")
-        await eventually(lambda: _count(pg, users, 2), timeout=90, what="first two batches")
+        await eventually(lambda: _count(pg, users, 2, backend), timeout=90, what="first two batches")
         kubo.stop()
         sent += await produce_records(users, 5, f"k2{unique}")
         await eventually(lambda: pg.fetchval(
             "SELECT count(*) FROM transfer_logs WHERE user_id = ANY($1::bigint[]) AND status = 'failed'",
             users), timeout=60, what="failed attempts logged while kubo is down")
-        assert len(await success_rows(pg, users)) == 2
         kubo.start()
-        await eventually(lambda: _count(pg, users, 4), timeout=90, what="batches after kubo is back")
-        rows = await success_rows(pg, users)
-        await backend.start()
+        await eventually(lambda: _count(pg, users, 4, backend), timeout=90, what="batches after kubo is back")
+        rows = await success_rows(pg, users, backend)
         seen = await archived_uids(backend, rows)
         assert sorted(seen) == sorted(sent)
         assert set(seen.values()) == {1}
@@ -90,6 +90,5 @@ async def test_worker_survives_kubo_outage_and_archives_every_record_once(
         await backend.stop()
 
 
-async def _count(pg: asyncpg.Connection, users: list[int], n: int) -> bool:
-    await asyncio.sleep(0)
-    return len(await success_rows(pg, users)) >= n
+async def _count(pg: asyncpg.Connection, users: list[int], n: int, backend: Any) -> bool:
+    return len(await success_rows(pg, users, backend)) >= n

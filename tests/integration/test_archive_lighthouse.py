@@ -76,13 +76,13 @@ async def test_sink_retries_429_and_5xx_logs_each_failure_then_the_success(
     fake.fail(503, 1)
     db = Database(BASE_ENV["DATABASE_URL"])
     client = lighthouse(fake.url, fake.url, API_KEY)
-    sink = ArchiveSink(client, TransferLogs(db), KEYRING, concurrency=2, retry_base=0.05, retry_cap=0.2)
+    sink = ArchiveSink(client, TransferLogs(db), KEYRING, app_id="lighthouse-test", concurrency=2, retry_base=0.05, retry_cap=0.2)
     [user] = unique_user_ids(1)
     batch = _batch(user)
     try:
         cid = await sink.archive(batch)
         rows = await pg.fetch("SELECT status, error_message, lighthouse_hash, entries_transferred FROM transfer_logs"
-                              " WHERE batch_id = $1 ORDER BY id", batch.id)
+                              " WHERE batch_id = $1 ORDER BY id", sink.batch_id(batch))
         assert [r["status"] for r in rows] == ["failed", "failed", "success"]
         assert "429" in rows[0]["error_message"] and "Retry-After 1" in rows[0]["error_message"]
         assert "503" in rows[1]["error_message"]
@@ -94,7 +94,7 @@ async def test_sink_retries_429_and_5xx_logs_each_failure_then_the_success(
         assert await sink.archive(batch) == cid
         assert fake.uploads == uploads
         assert await pg.fetchval("SELECT count(*) FROM transfer_logs WHERE batch_id = $1 AND status = 'success'",
-                                 batch.id) == 1
+                                 sink.batch_id(batch)) == 1
     finally:
         await client.stop()
         await db.stop()
@@ -103,7 +103,7 @@ async def test_sink_retries_429_and_5xx_logs_each_failure_then_the_success(
 async def test_sink_uploads_batches_concurrently(fake: FakeLighthouse, pg: asyncpg.Connection) -> None:
     db = Database(BASE_ENV["DATABASE_URL"])
     client = lighthouse(fake.url, fake.url, API_KEY)
-    sink = ArchiveSink(client, TransferLogs(db), KEYRING, concurrency=4)
+    sink = ArchiveSink(client, TransferLogs(db), KEYRING, app_id="lighthouse-test", concurrency=4)
     users = unique_user_ids(6)
     try:
         got = await sink.archive_many([_batch(u, 2) for u in users])

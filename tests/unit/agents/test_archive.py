@@ -74,7 +74,7 @@ async def test_cuts_do_not_depend_on_how_events_are_grouped() -> None:
     evs = events(2, 10, values)
     for chunk in (evs[:2], evs[2:4], evs[4:]):
         await split.handle(chunk)
-    assert [b.id for b in one_sink.batches] == [b.id for b in split_sink.batches]
+    assert one_sink.batches == split_sink.batches
     assert [b.offsets for b in one_sink.batches] == [(10, 11, 12), (13, 14)]
     assert one_table == split_table
 
@@ -112,10 +112,11 @@ async def test_bad_records_are_dead_lettered_and_processing_continues() -> None:
     assert [b.offsets for b in sink.batches] == [(3, 4)]
 
 
-def test_batch_id_is_deterministic_and_depends_on_offsets() -> None:
-    assert batch_id(1, 0, (1, 2)) == batch_id(1, 0, (1, 2))
-    assert batch_id(1, 0, (1, 2)) != batch_id(1, 0, (1, 3))
-    assert batch_id(1, 0, (1, 2)) != batch_id(2, 0, (1, 2))
+def test_batch_id_is_deterministic_and_depends_on_app_user_and_offsets() -> None:
+    assert batch_id("app", 1, 0, (1, 2)) == batch_id("app", 1, 0, (1, 2))
+    assert batch_id("app", 1, 0, (1, 2)) != batch_id("app", 1, 0, (1, 3))
+    assert batch_id("app", 1, 0, (1, 2)) != batch_id("app", 2, 0, (1, 2))
+    assert batch_id("app", 1, 0, (1, 2)) != batch_id("other", 1, 0, (1, 2))
 
 
 def test_plaintext_has_the_previous_services_shape() -> None:
