@@ -34,7 +34,7 @@ from .dead_letter import dead_letter
 __all__ = ["register", "Entry", "append", "cut", "is_stale", "flush_all_messages", "BufferTimer", "BATCH_SIZE"]
 
 log = logging.getLogger(__name__)
-BATCH_SIZE = 500
+BATCH_SIZE = 2000
 BATCH_WITHIN_S = 0.5
 TIMER_INTERVAL_S = 1.0
 

@@ -46,6 +46,17 @@ class TransferLogs:
         return await self._db.fetchval(
             "SELECT lighthouse_hash FROM transfer_logs WHERE batch_id = $1 AND status = 'success'", batch_id)
 
+    async def begin(self, user_id: int, batch_id: str, entries: int) -> tuple[int | None, str | None]:
+        """One round trip: (new pending row id, None), or (None, CID) when the batch already succeeded."""
+        row = await self._db.fetchrow(
+            "WITH done AS (SELECT lighthouse_hash FROM transfer_logs WHERE batch_id = $2 AND status = 'success'"
+            " LIMIT 1), ins AS (INSERT INTO transfer_logs (user_id, batch_id, entries_transferred, status)"
+            " SELECT $1, $2, $3, 'pending' WHERE NOT EXISTS (SELECT 1 FROM done) RETURNING id)"
+            " SELECT (SELECT id FROM ins) AS id, (SELECT lighthouse_hash FROM done) AS cid",
+            user_id, batch_id, entries)
+        assert row is not None
+        return row["id"], row["cid"]
+
     async def start(self, user_id: int, batch_id: str, entries: int) -> int:
         return int(await self._db.fetchval(
             "INSERT INTO transfer_logs (user_id, batch_id, entries_transferred, status)"

@@ -76,16 +76,14 @@ class ArchiveSink:
     async def archive(self, batch: Batch) -> str:
         bid = self.batch_id(batch)
         what = f"archive batch {bid[:16]} (user {batch.user_id}, {len(batch.records)} records)"
-        existing = await retry(lambda: self._logs.success_cid(bid), what=f"{what}: read transfer_logs",
-                               base=self._base, cap=self._cap)
-        if existing:
-            log.info("%s: already archived as %s, not uploading again", what, existing)
-            return existing
         blob = seal(self._keyring, batch.plaintext(), user_id=batch.user_id, count=len(batch.records),
                     batch_id=bytes.fromhex(bid))
 
-        async def attempt() -> tuple[int, str]:
-            row = await self._logs.start(batch.user_id, bid, len(batch.records))
+        async def attempt() -> tuple[int | None, str]:
+            row, existing = await self._logs.begin(batch.user_id, bid, len(batch.records))
+            if row is None:
+                assert existing is not None
+                return None, existing
             try:
                 return row, await self._backend.put(blob)
             except Exception as exc:
@@ -96,8 +94,12 @@ class ArchiveSink:
                     log.warning("%s: could not log the failure: %s", what, type(log_exc).__name__)
                 raise
 
-        row, cid = await retry(attempt, what=what, base=self._base, cap=self._cap)
-        cid = await retry(lambda: self._logs.succeed(row, bid, cid, len(batch.records)),
+        row, uploaded = await retry(attempt, what=what, base=self._base, cap=self._cap)
+        if row is None:
+            log.info("%s: already archived as %s, not uploading again", what, uploaded)
+            return uploaded
+        row_id = row
+        cid = await retry(lambda: self._logs.succeed(row_id, bid, uploaded, len(batch.records)),
                           what=f"{what}: write success", base=self._base, cap=self._cap)
         log.info("%s: archived as %s", what, cid)
         return cid
