@@ -2,6 +2,7 @@
 batches cut by size and on demand, transfer logs, cron state, decrypted reads, and clear errors."""
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -140,3 +141,41 @@ async def test_cron_endpoints_keep_state_in_postgres(
 
 async def _n_success(pg: asyncpg.Connection, users: list[int], n: int, archive: LocalBackend) -> bool:
     return len(await success_rows(pg, users, archive)) >= n
+
+
+async def test_old_records_and_cron_ticks_flush_without_any_request(
+        spawn: Callable[..., Any], env_factory: Callable[..., dict[str, str]], pg: asyncpg.Connection,
+        unique: str) -> None:
+    """A lone record is archived once its age passes ARCHIVE_MAX_AGE_S; with a schedule set through the
+    gateway (cron with seconds), the worker's timer flushes every user on the tick."""
+    base = "http://127.0.0.1:18225"
+    env = env_factory(PORT="18225", WORKER_PORT="18226", WORKER_APP_ID=f"archive-timer-{unique}", BUFFER_SIZE="50",
+                      ARCHIVE_MAX_AGE_S="2", CRON_SCHEDULE="0 0 1 1 *")
+    archive = LocalBackend(Path(env["ARCHIVE_URL"][len("local://"):]))
+    secret = {"x-cron-secret": env["CRON_SECRET"]}
+    await start_group_at_end(env["WORKER_APP_ID"])
+    worker = spawn(["worker"], env)
+    gateway = spawn(["gateway"], env)
+    [aged] = unique_user_ids(1)
+    try:
+        await produce_records([aged], 1, f"age{unique}")
+        await eventually(lambda: _n_success(pg, [aged], 1, archive), timeout=60, what="age-triggered batch")
+        worker.stop()
+
+        # Same app, age limit far away: only the cron schedule (every 2 s, set over HTTP) can flush now.
+        env["ARCHIVE_MAX_AGE_S"] = "3600"
+        worker = spawn(["worker"], env)
+        await wait_http(f"{base}/health")
+        [ticked] = unique_user_ids(1)
+        await produce_records([ticked], 1, f"cron{unique}")
+        await asyncio.sleep(4)
+        assert not await _n_success(pg, [ticked], 1, archive), "flushed before any trigger"
+        async with aiohttp.ClientSession() as http:
+            async with http.put(f"{base}/cron/schedule", json={"schedule": "* * * * * */2"}, headers=secret) as r:
+                assert r.status == 200, await r.text()
+            await eventually(lambda: _n_success(pg, [ticked], 1, archive), timeout=60, what="cron-triggered batch")
+            async with http.post(f"{base}/cron/stop", headers=secret) as r:
+                assert r.status == 200
+    except AssertionError:
+        print(worker.tail(60), gateway.tail(20))
+        raise
