@@ -132,3 +132,59 @@ def test_stale_entries_are_those_whose_oldest_record_passed_the_age() -> None:
     assert is_stale(entry.dump(), 160.0, 60)
     cut(entry, 1, 2)
     assert not is_stale(entry.dump(), 1e9, 60)
+
+
+@dataclass
+class State:
+    due: bool = False
+    written: list[dict[int, Any]] = field(default_factory=list)
+
+    async def claim_tick(self, now: Any) -> bool:
+        due, self.due = self.due, False
+        return due
+
+    async def write_stats(self, worker: str, stats: dict[int, Any]) -> None:
+        self.written.append(stats)
+
+
+@dataclass
+class Sent:
+    messages: list[Any] = field(default_factory=list)
+
+    async def send_many(self, messages: list[Any]) -> None:
+        self.messages.extend(messages)
+
+
+def _timer(table: dict[str, Any], clock: Any, state: State, sent: Sent) -> Any:
+    from ingestflow.agents.archive import BufferTimer
+    return BufferTimer(table=table, state=state, producer=sent, clock=clock, worker="w", max_age_s=60,
+                       partitions=4, actives=lambda: {0, 1})  # type: ignore[arg-type]
+
+
+async def test_timer_asks_once_per_age_for_stale_users_of_its_partitions_and_reports_stats() -> None:
+    from ingestflow.app.clock import ManualClock
+    clock = ManualClock(1000.0)
+    table = {"1": {"p": 0, "upto": 5, "first_ts": 900.0, "offsets": [4, 5], "records": [{}, {}]},
+             "2": {"p": 1, "upto": 9, "first_ts": 990.0, "offsets": [9], "records": [{}]},
+             "3": {"p": 2, "upto": 1, "first_ts": 100.0, "offsets": [1], "records": [{}]},  # not ours
+             "4": {"p": 0, "upto": 7, "first_ts": None, "offsets": [], "records": []}}
+    state, sent = State(), Sent()
+    timer = _timer(table, clock, state, sent)
+    await timer.tick()
+    assert [(m.key, serde.loads(m.value)) for m in sent.messages] == [
+        (b"1", {"control": "flush", "user_id": 1})]
+    stats = state.written[-1]
+    assert stats[0][:2] == (1, 2) and stats[1][:2] == (1, 1) and 2 not in stats
+    clock.advance(10)
+    await timer.tick()
+    assert len(sent.messages) == 1, "not asked again before another max age passed"
+
+
+async def test_timer_sends_flush_all_to_every_partition_on_a_claimed_cron_tick() -> None:
+    from ingestflow.app.clock import ManualClock
+    state, sent = State(due=True), Sent()
+    await _timer({}, ManualClock(), state, sent).tick()
+    keys = [m.key for m in sent.messages]
+    assert len(keys) == 4 and {serde.loads(m.value)["control"] for m in sent.messages} == {"flush-all"}
+    from aiokafka.partitioner import murmur2
+    assert sorted((murmur2(k) & 0x7FFFFFFF) % 4 for k in keys) == [0, 1, 2, 3]
