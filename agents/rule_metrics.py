@@ -71,6 +71,7 @@ class Batch:
     touched: dict[tuple[str, float], Any] = field(default_factory=dict)
     authors: dict[str, tuple[str | None, str, str | None]] = field(default_factory=dict)
     trending: dict[str, float] = field(default_factory=dict)
+    catalog_events: dict[str, Any] = field(default_factory=dict)
 
 
 def register(app: Any, *, channel: Any, dead_letters: Any, tables: Tables, options: Options,
@@ -112,17 +113,33 @@ def register(app: Any, *, channel: Any, dead_letters: Any, tables: Tables, optio
             if tables.catalog.get(rule_id) is not None:
                 del tables.catalog[rule_id]
                 batch.authors[rule_id] = (None, "catalog", None)
+                batch.catalog_events[rule_id] = event
             return "catalog-deleted"
         info = rules_schema.decode(event.value)
         entry = {"authorId": info.author_id, "source": "catalog", "title": info.title}
         if tables.catalog.get(info.rule_id) != entry:
             tables.catalog[info.rule_id] = entry
             batch.authors[info.rule_id] = (info.author_id, "catalog", info.title)
+            batch.catalog_events[info.rule_id] = event
         return "catalog"
 
-    async def flush(batch: Batch) -> None:
-        rows = [(rule_id, rule_daily.day_of_window(start), tables.daily[rule_id].value(event))
-                for (rule_id, start), event in batch.touched.items()]
+    def read_back(stream: Any, batch: Batch) -> tuple[list[tuple[str, date, dict[str, int]]], dict[str, Any]]:
+        """The absolute day totals and current authors of what the batch touched.
+
+        Each read runs with its own event as the current one: the RocksDB store reads the partition of the
+        current event, so reading rule A under rule B's event would find nothing.
+        """
+        rows, authors = [], {}
+        for (rule_id, start), event in batch.touched.items():
+            stream._set_current_event(event)
+            rows.append((rule_id, rule_daily.day_of_window(start), tables.daily[rule_id].value(event)))
+            authors[rule_id] = (tables.catalog.get(rule_id) or {}).get("authorId")
+        for rule_id, event in batch.catalog_events.items():
+            stream._set_current_event(event)
+            authors[rule_id] = (tables.catalog.get(rule_id) or {}).get("authorId")
+        return rows, authors
+
+    async def flush(batch: Batch, rows: list[tuple[str, date, dict[str, int]]], current: dict[str, Any]) -> None:
         if rows:
             await store.upsert_rule_days(rows)
         old_authors: dict[str, str] = {}
@@ -131,8 +148,6 @@ def register(app: Any, *, channel: Any, dead_letters: Any, tables: Tables, optio
             old_authors = await store.set_rule_authors(
                 [(rule, author, source, title) for rule, (author, source, title) in batch.authors.items()])
             moved = await store.rule_day_list(batch.authors)
-        current = {rule: (tables.catalog.get(rule) or {}).get("authorId")
-                   for rule in {r for r, _ in batch.touched} | set(batch.authors)}
         pairs = author_metrics.author_days_to_recompute(
             [(rule, day) for rule, day, _ in rows], current, moved, old_authors)
         await store.recompute_author_days(pairs)
@@ -158,7 +173,8 @@ def register(app: Any, *, channel: Any, dead_letters: Any, tables: Tables, optio
                     outcome = "dead-lettered"
                 PROCESSED.labels(agent=AGENT, outcome=outcome).inc()
             if batch.touched or batch.authors or batch.trending:
+                rows, current = read_back(stream, batch)
                 # PostgreSQL down: keep retrying; this partition waits, and nothing is acknowledged meanwhile.
-                await retry(lambda: flush(batch), what="write daily metrics")
+                await retry(lambda: flush(batch, rows, current), what="write daily metrics")
 
     return rule_metrics

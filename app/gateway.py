@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 from aiohttp import web
 
-from . import routes_archive, routes_ingest, routes_ops, routes_read
+from . import routes_archive, routes_cron, routes_ingest, routes_ops, routes_read
 from .clock import Clock, SystemClock
 from .context import CONTEXT, GatewayContext
 from .db import Database
@@ -88,7 +88,7 @@ def build_gateway(settings: Settings, *, clock: Clock | None = None) -> web.Appl
         await db.stop()
 
     app.cleanup_ctx.append(clients)
-    for table in (routes_ingest.routes, routes_read.routes, routes_ops.routes):
+    for table in (routes_ingest.routes, routes_read.routes, routes_ops.routes, routes_cron.routes):
         app.add_routes(table)
     routes_archive.setup(app, settings, db, clock)  # issue 5: archive routes + their clients' cleanup_ctx
     return app

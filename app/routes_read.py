@@ -9,6 +9,7 @@ from aiohttp import web
 from ingestflow.agents.trending import decayed
 
 from .context import CONTEXT
+from .crawl_store import CrawlStore
 from .errors import Unavailable, ValidationError
 from .http import json_response
 from .leaderboard_store import PERIODS, SCOPES, period_range
@@ -92,7 +93,8 @@ async def leaderboard(request: web.Request) -> web.Response:
     query = dict(request.query)
     scope = _scope(query)
     limit = _limit(query, 1000)
-    day, _ = date_range({"to": query.get("date", ""), "from": query.get("date", "")}, ctx.clock.now().date())
+    day, _ = date_range({"from": query.get("date", ""), "to": query.get("date", "")}, ctx.clock.now().date()) \
+        if query.get("date") else (ctx.clock.now().date(), None)
     entries, source = await boards.top(period, scope, day, limit)
     start, end = period_range(period, day)
     return json_response({"period": period, "scope": scope, "date": day.isoformat(),
@@ -115,3 +117,18 @@ async def trending(request: web.Request) -> web.Response:
     return json_response({"scope": scope, "halfLifeHours": ctx.settings.trending_half_life_hours,
                           "entries": [{"rank": i, "id": e.id, "score": decayed(e.score, now, half_life_s)}
                                       for i, e in enumerate(entries, 1)]})
+
+
+@routes.get("/search")
+async def search(request: web.Request) -> web.Response:
+    """Full-text search over crawl items (PostgreSQL websearch syntax: words, "phrases", -exclusions)."""
+    ctx = request.app[CONTEXT]
+    query = dict(request.query)
+    q = (query.get("q") or "").strip()
+    if not q:
+        raise ValidationError("q", "is required")
+    if len(q) > 256:
+        raise ValidationError("q", f"must be at most 256 characters, got {len(q)}")
+    limit = _limit(query, 100)
+    results = await CrawlStore(ctx.db).search(q, limit)
+    return json_response({"q": q, "count": len(results), "results": results})

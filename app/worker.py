@@ -12,13 +12,17 @@ import faust
 from mode import Service
 from faust.sensors.prometheus import setup_prometheus_sensors
 
+from ingestflow.agents import crawl as crawl_agent
+from ingestflow.agents import donations as donations_agent
 from ingestflow.agents import leaderboards as leaderboard_jobs
 from ingestflow.agents import rule_metrics
 from ingestflow.schemas import topics
 from ingestflow.tables import dedup_keys, rule_catalog, rule_daily, rule_trending, view_guard
 
 from .clock import SystemClock
+from .crawl_store import CrawlStore
 from .db import Database
+from .donation_store import DonationStore
 from .leaderboard_store import LeaderboardStore
 from .metrics_store import MetricsStore
 from .observability import TABLE_KEYS, logging_config
@@ -96,6 +100,9 @@ def build_app(settings: Settings) -> faust.App:
         store=MetricsStore(db, settings.weights), trending_sink=leaderboards)
     leaderboard_jobs.register(app, store=leaderboards, clock=SystemClock(),
                               refresh_s=settings.leaderboard_refresh_s, cron=settings.cron_schedule)
+    crawl_agent.register(app, items=topic(topics.CRAWL), dead_letters=dead_letters, store=CrawlStore(db))
+    donations_agent.register(app, webhooks=topic(topics.STRIPE), notifications=topic(topics.NOTIFICATIONS),
+                             dead_letters=dead_letters, store=DonationStore(db))
     # --- end analytics
     # --- Archive (issue 5): per-user encrypted batches to Lighthouse / IPFS / local, see agents/archive.py.
     from ingestflow.agents import archive as archive_agent
