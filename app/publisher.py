@@ -196,9 +196,8 @@ class Publisher:
         SPOOL_REPLAYED.inc(len(batch))
 
     def _publish_gauges(self) -> None:
-        status = self._spool.status()
-        SPOOL_PENDING.set(status.pending)
-        SPOOL_FAILED.set(status.failed)
+        SPOOL_PENDING.set(self._spool.pending)
+        SPOOL_FAILED.set(self._spool.failed)
 
     def status(self) -> BufferStatus:
         s = self._spool.status()

@@ -192,6 +192,10 @@ class Spool:
     def pending(self) -> int:
         return self._pending
 
+    @property
+    def failed(self) -> int:
+        return self._failed
+
     def status(self) -> SpoolStatus:
         return SpoolStatus(pending=self._pending, failed=self._failed, bytes=self._bytes,
                            segments=len(self._segments()))
