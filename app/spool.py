@@ -145,6 +145,7 @@ class Spool:
         self._bytes = 0
         self._pending = 0
         self._failed = 0
+        self._full = False  # the last append was refused for room, and nothing was freed since
         self._queue: deque[_Waiter] = deque()
         self._writer: asyncio.Task[None] | None = None
         self._io = asyncio.Lock()
@@ -202,7 +203,7 @@ class Spool:
 
     @property
     def writable(self) -> bool:
-        return self._lock_file is not None and self._bytes < self._max_bytes
+        return self._lock_file is not None and not self._full and self._bytes < self._max_bytes
 
     # -- append ----------------------------------------------------------------------------------------
     async def append(self, messages: Sequence[OutgoingMessage]) -> None:
@@ -212,6 +213,7 @@ class Spool:
         blob = b"".join(encode_record(m) for m in messages)
         queued = sum(len(w.blob) for w in self._queue)
         if self._bytes + queued + len(blob) > self._max_bytes:
+            self._full = True
             raise SpoolFull(f"the disk spool is full ({self._bytes} of {self._max_bytes} bytes)", retry_after=30)
         waiter = _Waiter(blob, len(messages), asyncio.get_running_loop().create_future())
         self._queue.append(waiter)
@@ -331,6 +333,7 @@ class Spool:
         path.with_suffix(".ack").unlink(missing_ok=True)
         _fsync_dir(self._dir)
         self._bytes -= size
+        self._full = False
 
     # -- files -----------------------------------------------------------------------------------------
     def _segments(self) -> list[Path]:

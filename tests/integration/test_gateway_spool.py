@@ -164,3 +164,6 @@ async def test_full_spool_refuses_with_503_and_retry_after_and_keeps_what_it_acc
     assert refused is not None and refused.body["error"] == "SpoolFull"
     assert int(refused.headers["Retry-After"]) > 0
     assert accepted > 0 and (await get(http, f"{base}/status/buffers")).body["pending"] == accepted
+    health = await get(http, f"{base}/health")  # Kafka down and no room: the gateway cannot accept
+    assert health.status == 503 and health.body["accepting"] is False
+    assert {d["name"]: d["status"] for d in health.body["dependencies"]}["spool"] == "down"

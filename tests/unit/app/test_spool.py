@@ -134,8 +134,9 @@ async def test_past_the_size_bound_append_refuses_and_writes_nothing(tmp_path: P
     with pytest.raises(SpoolFull) as info:
         await spool.append([msg(2), msg(3)])
     assert info.value.status == 503 and info.value.retry_after > 0
-    assert spool.pending == 2
+    assert spool.pending == 2 and not spool.writable
     await spool.drain(Sink())
+    assert spool.writable
     await spool.append([msg(2), msg(3)])  # room again once replayed
     assert spool.pending == 2
     await spool.close()
