@@ -37,6 +37,7 @@ EARLIEST_TS = datetime(2000, 1, 1, tzinfo=timezone.utc)
 MAX_FUTURE = timedelta(days=1)
 MAX_BUFFER_MS = 60_000
 MAX_BUFFER_ITEMS = 100_000
+MAX_DEPTH = 254  # orjson's serialization recursion limit
 
 
 class _Refused(Exception):
@@ -94,6 +95,20 @@ def _guarded(handler: Any) -> Any:
     return run
 
 
+def _event(raw: Any, path: str, now: datetime, ip: str) -> event_schema.AnalyticsEvent:
+    try:
+        return event_schema.from_request(raw, path, now, ip)
+    except OverflowError:  # a ts like 9999-12-31T23:00:00-05:00 parses, but not in UTC
+        raise ValidationError(f"{path}.ts", "is out of the representable date range") from None
+
+
+def _encode(item: crawl_schema.CrawlItem | records_schema.WebsiteRecord, path: str) -> bytes:
+    try:
+        return item.encode()
+    except TypeError:  # orjson refuses to write JSON nested deeper than it reads
+        raise ValidationError(path, f"nests deeper than {MAX_DEPTH} levels") from None
+
+
 @routes.post("/ingest/events")
 @_guarded
 @openapi.describe(openapi.INGEST_EVENTS)
@@ -104,7 +119,7 @@ async def ingest_events(request: web.Request) -> web.Response:
     items = fields.array(body, "events", "", ctx.settings.max_batch_items)
     qos = parse_qos(body)
     now = ctx.clock.now()
-    parsed = [event_schema.from_request(raw, f"events[{i}]", now, ip) for i, raw in enumerate(items)]
+    parsed = [_event(raw, f"events[{i}]", now, ip) for i, raw in enumerate(items)]
     for i, event in enumerate(parsed):
         if not EARLIEST_TS <= event.ts <= now + MAX_FUTURE:
             raise ValidationError(f"events[{i}].ts", "must be after 2000-01-01 and at most one day ahead")
@@ -121,7 +136,8 @@ async def ingest_crawl(request: web.Request) -> web.Response:
     body = fields.obj(await read_json(request, ctx.settings.max_body_bytes), "body")
     qos = parse_qos(body)
     items = crawl_schema.from_request(body, ctx.clock.now(), ctx.settings.max_batch_items)
-    messages = [OutgoingMessage(CRAWL.name, i.key, i.encode()) for i in items]
+    messages = [OutgoingMessage(CRAWL.name, item.key, _encode(item, f"items[{n}].raw"))
+                for n, item in enumerate(items)]
     return await _publish(ctx, messages, "crawl", qos, decision,
                           {"keys": [i.key.decode() for i in items]})
 
@@ -135,7 +151,8 @@ async def ingest_records(request: web.Request) -> web.Response:
     body = fields.obj(await read_json(request, ctx.settings.max_body_bytes), "body")
     qos = parse_qos(body)
     records = records_schema.from_request(body, ctx.settings.max_batch_items)
-    messages = [OutgoingMessage(RECORDS.name, r.key, r.encode()) for r in records]
+    messages = [OutgoingMessage(RECORDS.name, r.key, _encode(r, f"records[{n}].cleaned"))
+                for n, r in enumerate(records)]
     return await _publish(ctx, messages, "record", qos, decision, {"wuids": [r.wuid for r in records]})
 
 

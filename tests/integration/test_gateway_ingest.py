@@ -101,7 +101,8 @@ async def test_crawl_records_and_stripe_land_with_their_keys(
     ("text/plain", 415, None), ("too large", 413, None), ("malformed", 400, "body"),
     ("unknown type", 400, "events[1].type"), ("missing ruleId", 400, "events[0].ruleId"),
     ("wrong type", 400, "events[0].userId"), ("too many", 400, "events"), ("not a list", 400, "events"),
-    ("bad ts", 400, "events[0].ts"), ("ancient ts", 400, "events[0].ts"), ("bad bufferMs", 400, "bufferMs"),
+    ("bad ts", 400, "events[0].ts"), ("ancient ts", 400, "events[0].ts"), ("overflowing ts", 400, "events[0].ts"),
+    ("bad bufferMs", 400, "bufferMs"),
 ])
 async def test_bad_requests_get_a_clear_answer_and_produce_nothing(
         gateway: Process, http: aiohttp.ClientSession, unique: str, case: str, status: int,
@@ -116,6 +117,7 @@ async def test_bad_requests_get_a_clear_answer_and_produce_nothing(
         "not a list": {"events": ok},
         "bad ts": {"events": [{**ok, "ts": "yesterday"}]},
         "ancient ts": {"events": [{**ok, "ts": "0001-01-01T00:00:00Z"}]},
+        "overflowing ts": {"events": [{**ok, "ts": "9999-12-31T23:00:00-05:00"}]},
         "bad bufferMs": {"events": [ok], "bufferMs": "soon"},
     }
     kwargs: dict[str, Any] = {"body": bodies.get(case, {"events": [ok]})}
@@ -144,6 +146,18 @@ async def test_bad_requests_get_a_clear_answer_and_produce_nothing(
     leaked = await consume(KAFKA, "events", lambda r: False, start=start, timeout=1.0,
                            keep=lambda r: r.key == rule.encode())
     assert leaked == []
+
+
+async def test_deeply_nested_raw_or_cleaned_is_a_400_not_a_crash(
+        gateway: Process, http: aiohttp.ClientSession, unique: str) -> None:
+    deep = '{"a":' * 300 + "1" + "}" * 300  # written by hand: orjson itself refuses to write it
+    crawl = f'{{"sourceId": "deep-{unique}", "items": [{{"externalId": "1", "url": "https://e.org", "title": "t", ' \
+            f'"raw": {deep}}}]}}'
+    reply = await post(http, f"{BASE}/ingest/crawl", raw=crawl.encode())
+    assert reply.status == 400 and reply.body["field"] == "items[0].raw", reply.body
+    records = f'{{"user_id": 1, "records": [{{"wuid": "w", "cleaned": {deep}}}]}}'
+    reply = await post(http, f"{BASE}/ingest/records", raw=records.encode())
+    assert reply.status == 400 and reply.body["field"] == "records[0].cleaned", reply.body
 
 
 @pytest.mark.parametrize("header", ["missing", "wrong", "stale", "other body"])
