@@ -207,7 +207,8 @@ def register(app: Any, *, records: Any, dead_letters: Any, table: Any, sink: Arc
 
     app.service(ArchiveClients)
 
-    @app.agent(records, name="archive")
+    # One actor per partition (isolated_partitions): a slow upload holds back only its own partition.
+    @app.agent(records, name="archive", isolated_partitions=True)
     async def archive(stream: Any) -> None:
         processor = Processor(table, sink, buffer_size=settings.buffer_size,
                               set_current=stream._set_current_event, dead_letters=dead_letters)

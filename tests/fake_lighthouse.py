@@ -5,11 +5,12 @@
   newline-delimited JSON when `ndjson` is set.
 - `GET /ipfs/{cid}` on the gateway: the bytes, 404 when unknown.
 Tests inject faults: `fail(status, times, retry_after)` answers the next uploads with 429/5xx, `corrupt`
-answers a Hash that is not the content's.
+answers a Hash that is not the content's, `hold()` keeps the next upload waiting until `release()`.
 The CIDv0 is computed here independently of ingestflow's own cid module (dag-pb node holding a UnixFS file).
 """
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import json
@@ -52,6 +53,9 @@ class FakeLighthouse:
     uploads: int = 0
     faults: deque[tuple[int, float | None]] = field(default_factory=deque)
     _runner: web.AppRunner | None = None
+    _hold: asyncio.Event | None = None
+    _gates: list[asyncio.Event] = field(default_factory=list)
+    held: int = 0
 
     @property
     def url(self) -> str:
@@ -59,6 +63,14 @@ class FakeLighthouse:
 
     def fail(self, status: int, times: int = 1, retry_after: float | None = None) -> None:
         self.faults.extend([(status, retry_after)] * times)
+
+    def hold(self) -> None:
+        self._hold = asyncio.Event()
+        self._gates.append(self._hold)
+
+    def release(self) -> None:
+        for gate in self._gates:
+            gate.set()
 
     async def start(self) -> FakeLighthouse:
         app = web.Application(client_max_size=100 * 1024 * 1024)
@@ -82,6 +94,10 @@ class FakeLighthouse:
             headers = {"Retry-After": str(int(retry_after))} if retry_after is not None else {}
             return web.json_response({"error": "Too Many Requests" if status == 429 else "Internal Server Error"},
                                      status=status, headers=headers)
+        gate, self._hold = self._hold, None
+        if gate is not None:
+            self.held += 1
+            await gate.wait()
         if not request.content_type.startswith("multipart/"):
             return web.json_response({"error": "expected multipart/form-data"}, status=400)
         reader = await request.multipart()

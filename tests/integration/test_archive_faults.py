@@ -65,7 +65,7 @@ async def test_postgres_outage_pauses_archiving_then_resumes_without_loss(
         await pg.close()
         svc.stop()
         sent += await produce_records(users, 2, f"q{unique}")  # acknowledged by Kafka while PostgreSQL is down
-        await eventually(lambda: "transfer_logs" in worker.tail(200) and "failed (attempt" in worker.tail(200),
+        await eventually(lambda: "archive batch" in worker.tail(200) and "failed (attempt" in worker.tail(200),
                          timeout=60, what="failed attempts in the worker log")
         svc.start()
         pg = await asyncpg.connect(dsn)

@@ -2,10 +2,12 @@
 reachable here), with the archive sink writing real transfer_logs rows in PostgreSQL."""
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 import asyncpg
 import pytest
+from aiokafka.partitioner import murmur2
 
 from ingestflow.app.archive.base import CidMismatch
 from ingestflow.app.archive.http_add import AuthRejected
@@ -15,10 +17,12 @@ from ingestflow.app.crypto import open_envelope
 from ingestflow.app.db import Database
 from ingestflow.app.errors import ArchiveError, NotFound
 from ingestflow.app.transfer_logs import TransferLogs
+from ingestflow.schemas.topics import RECORDS
 
 from ..conftest import BASE_ENV
 from ..fake_lighthouse import FakeLighthouse
-from .archive_support import KEYRING, unique_user_ids
+from .archive_support import KEYRING, produce_records, start_group_at_end, unique_user_ids
+from .conftest import eventually
 
 API_KEY = "lh-test-api-key-0123456789"
 
@@ -123,3 +127,38 @@ async def test_unreachable_node_is_retriable(pg: asyncpg.Connection) -> None:
         assert info.value.retriable and API_KEY not in str(info.value)
     finally:
         await client.stop()
+
+
+async def test_worker_archives_to_lighthouse_and_a_stuck_upload_holds_back_only_its_partition(
+        fake: FakeLighthouse, spawn: Callable[..., Any], env_factory: Callable[..., dict[str, str]],
+        pg: asyncpg.Connection, unique: str) -> None:
+    env = env_factory(ARCHIVE_URL="lighthouse://", LIGHTHOUSE_API_KEY=API_KEY, LIGHTHOUSE_NODE_URL=fake.url,
+                      LIGHTHOUSE_GATEWAY_URL=fake.url, BUFFER_SIZE="1", WORKER_PORT="18232",
+                      WORKER_APP_ID=f"archive-lh-{unique}")
+    candidates = unique_user_ids(40)
+    by_partition: dict[int, list[int]] = {}
+    for user in candidates:
+        by_partition.setdefault((murmur2(str(user).encode()) & 0x7FFFFFFF) % RECORDS.partitions, []).append(user)
+    slow_partition, slow = next((p, users[0]) for p, users in by_partition.items())
+    others = [users[0] for p, users in by_partition.items() if p != slow_partition]
+    await start_group_at_end(env["WORKER_APP_ID"])
+    worker = spawn(["worker"], env)
+
+    async def archived(users: list[int]) -> bool:
+        return await pg.fetchval("SELECT count(*) FROM transfer_logs WHERE user_id = ANY($1::bigint[])"
+                                 " AND status = 'success' AND lighthouse_hash = ANY($2::text[])",
+                                 users, list(fake.objects)) == len(users)
+    try:
+        fake.hold()
+        await produce_records([slow], 1, f"slow{unique}")
+        await eventually(lambda: fake.held == 1, timeout=90, what="the slow user's upload reaching Lighthouse")
+        await produce_records(others, 1, f"fast{unique}")
+        await eventually(lambda: archived(others), timeout=60, what="other partitions archived meanwhile")
+        assert not await archived([slow])
+        fake.release()
+        await eventually(lambda: archived([slow]), timeout=60, what="the slow upload completing")
+    except AssertionError:
+        print(worker.tail(60))
+        raise
+    finally:
+        fake.release()
