@@ -119,10 +119,11 @@ class Processor:
 
         for event in events:
             message = event.message
+            # RocksDB tables read and write the partition of the stream's current event: make it this one.
+            self.set_current(event)
             try:
                 item = schema.decode_any(event.value)
             except ValidationError as exc:
-                self.set_current(event)
                 await dead_letter(self.dead_letters, event, exc)
                 continue
             if isinstance(item, schema.Control) and item.action == "flush-all":
