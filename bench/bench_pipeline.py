@@ -1,0 +1,330 @@
+"""The analytics topology on one Faust worker next to (a) a raw aiokafka loop doing the same dedup, view cap
+and daily counting in plain Python and (b) the same pipeline in Quix Streams; same broker, same run.
+
+    python bench/bench_pipeline.py               # private Kafka on 19300 (own data dir), ~1.5 minutes
+    python bench/bench_pipeline.py --events 20000 --bootstrap 127.0.0.1:19300
+
+Each pipeline gets a fresh consumer group that starts at the current end of `events` and is given time to
+join; then the same prepared stream (`--events` records over 64 rules and two days: views from 500 IPs,
+copies, votes, 10% of records resent with the same idempotency key) is produced as fast as the broker
+takes it, and we time until the group's committed offsets reach the end:
+
+- events/s   = records / (last offset committed − first record sent)
+- drain_ms   = last offset committed − last record sent: the end-to-end latency of the newest record,
+               a commit interval (1 s for all three) included.
+
+(a) raw: aiokafka getmany batches, the same decode and decision functions (agents/dedup.py), dicts for
+    state, the day totals upserted to PostgreSQL per batch, offsets committed per batch (at least once,
+    state in memory only).
+(b) quix: Quix Streams 3.28 Application, exactly-once, RocksDB state per rule, the same decisions; no
+    PostgreSQL writes.
+faust: the real `ingestflow worker` process: exactly-once, five RocksDB tables with changelogs, catalog
+    join, trending, PostgreSQL day totals and author sums.
+Results go to bench/results/pipeline-<time>.json and are printed; the ratios are faust / raw, faust / quix.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import multiprocessing
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.structs import OffsetAndMetadata
+
+from ingestflow.agents import dedup
+from ingestflow.app import serde
+from ingestflow.app.clock import utc_from_ms
+from ingestflow.app.db import Database, migrate
+from ingestflow.app.kafka import ensure_topics
+from ingestflow.app.metrics_store import MetricsStore
+from ingestflow.schemas import topics
+from ingestflow.schemas.events import decode
+
+ROOT = Path(__file__).resolve().parents[1]
+KAFKA_PORT = 19300
+DSN = "postgresql://ingestflow:ingestflow@127.0.0.1:5432/ingestflow_test"
+DAY0 = datetime(2026, 11, 10, tzinfo=timezone.utc)
+WORKER_TOPICS = ("events", "rules", "crawl-items", "stripe-webhooks", "website-records")
+
+
+# --- the prepared stream ------------------------------------------------------------------------------
+
+def prepare(n: int, run: str) -> list[tuple[bytes, bytes, int]]:
+    kinds = ("VIEW", "VIEW", "VIEW", "VIEW", "COPY", "VOTE", "SAVE", "FORK")
+    records: list[tuple[bytes, bytes, int]] = []
+    for i in range(n):
+        j = i if i % 10 else max(i - 7, 0)  # every 10th record resends an earlier one's key
+        rule = f"b{run}-{j % 64}"
+        ts = DAY0 + timedelta(seconds=(j * 3) % 172_800)
+        value = {"id": f"{run}-{j}", "type": kinds[j % len(kinds)], "ruleId": rule, "ts": ts.isoformat(),
+                 "ip": f"10.{j % 7}.{(j // 7) % 250}.{j % 2}", "idempotencyKey": f"{run}-{j}"}
+        records.append((rule.encode(), serde.dumps(value), int(ts.timestamp() * 1000)))
+    return records
+
+
+async def produce(bootstrap: str, records: list[tuple[bytes, bytes, int]]) -> tuple[float, float]:
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=10, max_batch_size=262_144)
+    await producer.start()
+    try:
+        started = time.monotonic()
+        futures = [await producer.send("events", key=k, value=v, timestamp_ms=ts) for k, v, ts in records]
+        await producer.flush()
+        for f in futures:
+            await f
+        return started, time.monotonic()
+    finally:
+        await producer.stop()
+
+
+# --- consumer-group bookkeeping -----------------------------------------------------------------------
+
+async def end_offsets(bootstrap: str, names: tuple[str, ...]) -> dict[TopicPartition, int]:
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap)
+    await consumer.start()
+    try:
+        await consumer._client.force_metadata_update()
+        tps = [TopicPartition(t, p) for t in names for p in sorted(consumer._client.cluster.partitions_for_topic(t) or ())]
+        return await consumer.end_offsets(tps)
+    finally:
+        await consumer.stop()
+
+
+async def start_at_end(bootstrap: str, group: str, names: tuple[str, ...]) -> None:
+    ends = await end_offsets(bootstrap, names)
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        consumer.assign(list(ends))
+        await consumer.commit({tp: OffsetAndMetadata(o, "") for tp, o in ends.items()})
+    finally:
+        await consumer.stop()
+
+
+async def wait_members(admin: AIOKafkaAdminClient, group: str, timeout: float = 90) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        (resp,) = await admin.describe_consumer_groups([group])
+        if resp.groups[0][2] == "Stable" and resp.groups[0][5]:
+            return
+        await asyncio.sleep(0.2)
+    raise RuntimeError(f"group {group} did not become Stable")
+
+
+async def wait_caught_up(admin: AIOKafkaAdminClient, group: str, target: dict[TopicPartition, int],
+                         timeout: float) -> float:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        committed = await admin.list_consumer_group_offsets(group, partitions=list(target))
+        if all(committed.get(tp) is not None and committed[tp].offset >= end for tp, end in target.items()):
+            return time.monotonic()
+        await asyncio.sleep(0.05)
+    raise RuntimeError(f"group {group} did not catch up within {timeout}s")
+
+
+# --- (a) the raw aiokafka loop ------------------------------------------------------------------------
+
+async def raw_pipeline(bootstrap: str, group: str, stop: asyncio.Event) -> None:
+    """Same decisions as agents/rule_metrics.py, in dicts; day totals to PostgreSQL per batch."""
+    consumer = AIOKafkaConsumer("events", bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False,
+                                max_poll_records=1000, auto_offset_reset="earliest")
+    db = Database(DSN, max_size=2)
+    store = MetricsStore(db)
+    retention = 7 * 86400.0
+    seen: dict[tuple[str, str], float] = {}
+    guard: dict[tuple[str, str, int], dedup.ViewState] = {}
+    counts: dict[tuple[str, int], dict[str, int]] = {}
+    await consumer.start()
+    await db.start()
+    try:
+        while not stop.is_set():
+            batch = await consumer.getmany(timeout_ms=200, max_records=1000)
+            touched: set[tuple[str, int]] = set()
+            for messages in batch.values():
+                for m in messages:
+                    ts = m.timestamp / 1000
+                    try:
+                        ev = decode(m.value, utc_from_ms(m.timestamp))
+                    except Exception:
+                        continue
+                    if ev.idempotency_key:
+                        key = (ev.rule_id, ev.idempotency_key)
+                        if dedup.key_seen((seen.get(key),), ts, retention):
+                            continue
+                        seen[key] = ts
+                    day = int(ts // 86400)
+                    if ev.type == "VIEW" and ev.ip:
+                        today = guard.get((ev.rule_id, ev.ip, day), dedup.ViewState())
+                        lookback = guard.get((ev.rule_id, ev.ip, int((ts - dedup.VIEW_REPEAT_S) // 86400)), today)
+                        if dedup.view_drop_reason(today, lookback, ts):
+                            continue
+                        guard[(ev.rule_id, ev.ip, day)] = dedup.counted_view(today, ts)
+                    c = counts.setdefault((ev.rule_id, day), {})
+                    c[ev.type] = c.get(ev.type, 0) + 1
+                    touched.add((ev.rule_id, day))
+            if touched:
+                await store.upsert_rule_days([(r, datetime.fromtimestamp(d * 86400, timezone.utc).date(),
+                                               counts[(r, d)]) for r, d in touched])
+            if batch:
+                await consumer.commit()
+    finally:
+        await consumer.stop()
+        await db.stop()
+
+
+# --- (b) Quix Streams ---------------------------------------------------------------------------------
+
+def quix_pipeline(bootstrap: str, group: str, state_dir: str) -> None:
+    """Runs in its own process (Quix's Application.run() blocks and owns signals)."""
+    from quixstreams import Application
+
+    app = Application(broker_address=bootstrap, consumer_group=group, auto_offset_reset="earliest",
+                      processing_guarantee="exactly-once", state_dir=state_dir, commit_interval=1.0,
+                      loglevel="WARNING")
+    topic = app.topic("events", key_deserializer="bytes", value_deserializer="bytes")
+    retention = 7 * 86400.0
+
+    def process(value: bytes, key: Any, timestamp: int, headers: Any, state: Any) -> None:
+        ts = timestamp / 1000
+        try:
+            ev = decode(value, utc_from_ms(timestamp))
+        except Exception:
+            return
+        if ev.idempotency_key:
+            k = f"k:{ev.idempotency_key}"
+            if dedup.key_seen((state.get(k),), ts, retention):
+                return
+            state.set(k, ts)
+        day = int(ts // 86400)
+        if ev.type == "VIEW" and ev.ip:
+            today = dedup.ViewState.from_json(state.get(f"v:{ev.ip}:{day}"))
+            back_day = int((ts - dedup.VIEW_REPEAT_S) // 86400)
+            lookback = dedup.ViewState.from_json(state.get(f"v:{ev.ip}:{back_day}")) if back_day != day else today
+            if dedup.view_drop_reason(today, lookback, ts):
+                return
+            state.set(f"v:{ev.ip}:{day}", dedup.counted_view(today, ts).to_json())
+        ck = f"c:{day}:{ev.type}"
+        state.set(ck, (state.get(ck) or 0) + 1)
+
+    app.dataframe(topic).update(process, stateful=True, metadata=True)
+    app.run()
+
+
+# --- faust: the real worker ---------------------------------------------------------------------------
+
+def faust_worker(bootstrap: str, app_id: str, work: Path) -> subprocess.Popen[bytes]:
+    env = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "PYTHONPATH")}
+    env.update({"INGEST_APP_TOKEN": "bench-app-token-0123456789abcdef",
+                "CRON_SECRET": "bench-cron-secret-0123456789abcdef", "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
+                "DATABASE_URL": DSN, "REDIS_URL": "redis://127.0.0.1:6379/14", "WORKER_APP_ID": app_id,
+                "WORKER_PORT": "18390", "TABLE_DIR": str(work / "tables"), "LOG_LEVEL": os.environ.get("BENCH_WORKER_LOG_LEVEL", "WARNING")})
+    return subprocess.Popen([sys.executable, "-m", "ingestflow.app.cli", "worker"], env=env,
+                            stdout=open(work / "faust.log", "ab"), stderr=subprocess.STDOUT, cwd=work)
+
+
+# --- the run ------------------------------------------------------------------------------------------
+
+async def measure(name: str, bootstrap: str, records: list[tuple[bytes, bytes, int]], group: str,
+                  start: Callable[[], Any], stop: Callable[[], Any], timeout: float) -> dict[str, Any]:
+    await start_at_end(bootstrap, group, ("events",) if name != "faust" else WORKER_TOPICS)
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    handle = start()
+    try:
+        await wait_members(admin, group)
+        await asyncio.sleep(2)  # let the first rebalance settle (Faust and Quix both assign in two steps)
+        before = await end_offsets(bootstrap, ("events",))
+        sent_first, sent_last = await produce(bootstrap, records)
+        after = await end_offsets(bootstrap, ("events",))
+        assert sum(after.values()) - sum(before.values()) == len(records)
+        done = await wait_caught_up(admin, group, after, timeout)
+    finally:
+        await stop(handle)
+        await admin.close()
+    seconds = done - sent_first
+    result = {"events": len(records), "seconds": round(seconds, 2),
+              "events_per_s": round(len(records) / seconds, 1), "drain_ms": round((done - sent_last) * 1000, 1),
+              "produce_s": round(sent_last - sent_first, 2)}
+    print(f"{name:>6}: {result}", flush=True)
+    return result
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--events", type=int, default=40_000)
+    parser.add_argument("--bootstrap", help="an existing broker (default: a private one on 19300)")
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="bench-pipeline-"))
+    bootstrap = args.bootstrap or f"127.0.0.1:{KAFKA_PORT}"
+    kafka_env = {**os.environ, "KAFKA_PORT": str(KAFKA_PORT), "KAFKA_CONTROLLER_PORT": str(KAFKA_PORT + 1),
+                 "KAFKA_DATA_DIR": str(work / "kafka")}
+    if not args.bootstrap:
+        subprocess.run([str(ROOT / "deploy" / "kafka.sh"), "start"], check=True, env=kafka_env)
+    try:
+        await ensure_topics(bootstrap, topics.ALL)
+        await migrate(DSN)
+        run = uuid.uuid4().hex[:6]
+        results: dict[str, Any] = {"events": args.events, "broker": bootstrap, "cpus": os.cpu_count()}
+
+        # (a) raw
+        raw_stop = asyncio.Event()
+
+        def raw_start() -> asyncio.Task[None]:
+            return asyncio.create_task(raw_pipeline(bootstrap, f"bench-raw-{run}", raw_stop))
+
+        async def raw_end(task: asyncio.Task[None]) -> None:
+            raw_stop.set()
+            await task
+        results["raw"] = await measure("raw", bootstrap, prepare(args.events, f"r{run}"), f"bench-raw-{run}",
+                                       raw_start, raw_end, 120)
+
+        # (b) quix
+        def quix_start() -> multiprocessing.Process:
+            proc = multiprocessing.get_context("spawn").Process(
+                target=quix_pipeline, args=(bootstrap, f"bench-quix-{run}", str(work / "quix")), daemon=True)
+            proc.start()
+            return proc
+
+        async def quix_end(proc: multiprocessing.Process) -> None:
+            proc.terminate()
+            proc.join(20)
+        results["quix"] = await measure("quix", bootstrap, prepare(args.events, f"q{run}"), f"bench-quix-{run}",
+                                        quix_start, quix_end, 180)
+
+        # faust: the whole topology
+        app_id = f"bench-faust-{run}"
+
+        async def faust_end(proc: subprocess.Popen[bytes]) -> None:
+            proc.terminate()
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        results["faust"] = await measure("faust", bootstrap, prepare(args.events, f"f{run}"), app_id,
+                                         lambda: faust_worker(bootstrap, app_id, work), faust_end, 240)
+
+        results["ratio_faust_to_raw"] = round(results["faust"]["events_per_s"] / results["raw"]["events_per_s"], 3)
+        results["ratio_faust_to_quix"] = round(results["faust"]["events_per_s"] / results["quix"]["events_per_s"], 3)
+        out = ROOT / "bench" / "results" / f"pipeline-{time.strftime('%Y%m%dT%H%M%S')}.json"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(serde.dumps(results).decode())
+        print(serde.dumps(results).decode())
+        print(f"faust/raw = {results['ratio_faust_to_raw']}, faust/quix = {results['ratio_faust_to_quix']}; "
+              f"written to {out}")
+    finally:
+        if not args.bootstrap:
+            subprocess.run([str(ROOT / "deploy" / "kafka.sh"), "stop"], check=False, env=kafka_env)
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
