@@ -69,9 +69,12 @@ class Batch:
     """What one batch changed, flushed to the stores once per batch."""
 
     touched: dict[tuple[str, float], Any] = field(default_factory=dict)
-    authors: dict[str, tuple[str | None, str, str | None]] = field(default_factory=dict)
     trending: dict[str, float] = field(default_factory=dict)
     catalog_events: dict[str, Any] = field(default_factory=dict)
+    # Per-batch aggregation: each table key is written once per batch, not once per event, because every
+    # table write is one changelog record in the Kafka transaction (the dominant cost under exactly-once).
+    added: dict[tuple[str, float], dict[str, int]] = field(default_factory=dict)
+    trending_events: dict[str, Any] = field(default_factory=dict)
 
 
 def register(app: Any, *, channel: Any, dead_letters: Any, tables: Tables, options: Options,
@@ -79,6 +82,11 @@ def register(app: Any, *, channel: Any, dead_letters: Any, tables: Tables, optio
     def on_event(event: Any, batch: Batch) -> str:
         ts = event.message.timestamp
         ev = decode(event.value, utc_from_ms(int(ts * 1000)))
+        day_key = (ev.rule_id, rule_daily.window_start(ts))
+        # Dropped events refresh their day too: a replay after a crash finds its events already in the
+        # committed tables (a Faust transaction can commit a batch's table writes while the batch's
+        # PostgreSQL flush is still running), and rewriting the day's absolute totals is what repairs it.
+        batch.touched[day_key] = event
         if ev.idempotency_key:
             windows = tables.dedup_keys[dedup_keys.key(ev.rule_id, ev.idempotency_key)]
             seen = (windows.value(event), windows.delta(options.dedup_retention_s, event))
@@ -94,17 +102,17 @@ def register(app: Any, *, channel: Any, dead_letters: Any, tables: Tables, optio
             if reason:
                 return f"view-{reason}"
             tables.view_guard[guard_key] = dedup.counted_view(today, ts).to_json()
-        tables.daily[ev.rule_id].apply(rule_daily.add, ev.type, event)
-        batch.touched[(ev.rule_id, rule_daily.window_start(ts))] = event
+        added = batch.added.setdefault(day_key, {})
+        added[ev.type] = added.get(ev.type, 0) + 1
         entry = rule_catalog.resolve(tables.catalog.get(ev.rule_id), ev.author_id)
         if entry is not None:
             tables.catalog[ev.rule_id] = entry
-            batch.authors[ev.rule_id] = (entry["authorId"], "event", None)
-        score = trending.add_event(tables.trending.get(ev.rule_id), ts, options.weights.get(ev.type, 0.0),
+        previous = batch.trending[ev.rule_id] if ev.rule_id in batch.trending else tables.trending.get(ev.rule_id)
+        score = trending.add_event(previous, ts, options.weights.get(ev.type, 0.0),
                                    options.half_life_s)
         if score is not None:
-            tables.trending[ev.rule_id] = score
             batch.trending[ev.rule_id] = score
+            batch.trending_events[ev.rule_id] = event
         return "counted"
 
     def on_catalog(event: Any, batch: Batch) -> str:
@@ -112,16 +120,24 @@ def register(app: Any, *, channel: Any, dead_letters: Any, tables: Tables, optio
         if event.value is None:  # tombstone: the rule is gone, so are its author totals
             if tables.catalog.get(rule_id) is not None:
                 del tables.catalog[rule_id]
-                batch.authors[rule_id] = (None, "catalog", None)
-                batch.catalog_events[rule_id] = event
+            batch.catalog_events[rule_id] = event
             return "catalog-deleted"
         info = rules_schema.decode(event.value)
         entry = {"authorId": info.author_id, "source": "catalog", "title": info.title}
         if tables.catalog.get(info.rule_id) != entry:
             tables.catalog[info.rule_id] = entry
-            batch.authors[info.rule_id] = (info.author_id, "catalog", info.title)
-            batch.catalog_events[info.rule_id] = event
+        batch.catalog_events[info.rule_id] = event  # re-asserted in PostgreSQL even when unchanged (replays)
         return "catalog"
+
+    def write_aggregates(stream: Any, batch: Batch) -> None:
+        """Apply the batch's counts and final trending values, each under an event of its own partition."""
+        for day_key, counts in batch.added.items():
+            rule_id, event = day_key[0], batch.touched[day_key]
+            stream._set_current_event(event)
+            tables.daily[rule_id].apply(rule_daily.add_counts, counts, event)
+        for rule_id, score in batch.trending.items():
+            stream._set_current_event(batch.trending_events[rule_id])
+            tables.trending[rule_id] = score
 
     def read_back(stream: Any, batch: Batch) -> tuple[list[tuple[str, date, dict[str, int]]], dict[str, Any]]:
         """The absolute day totals and current authors of what the batch touched.
@@ -129,25 +145,28 @@ def register(app: Any, *, channel: Any, dead_letters: Any, tables: Tables, optio
         Each read runs with its own event as the current one: the RocksDB store reads the partition of the
         current event, so reading rule A under rule B's event would find nothing.
         """
-        rows, authors = [], {}
+        rows: list[tuple[str, date, dict[str, int]]] = []
+        entries: dict[str, dict[str, Any] | None] = {}
         for (rule_id, start), event in batch.touched.items():
             stream._set_current_event(event)
             rows.append((rule_id, rule_daily.day_of_window(start), tables.daily[rule_id].value(event)))
-            authors[rule_id] = (tables.catalog.get(rule_id) or {}).get("authorId")
+            entries[rule_id] = tables.catalog.get(rule_id)
         for rule_id, event in batch.catalog_events.items():
             stream._set_current_event(event)
-            authors[rule_id] = (tables.catalog.get(rule_id) or {}).get("authorId")
-        return rows, authors
+            entries[rule_id] = tables.catalog.get(rule_id) or {"deleted": True}
+        return rows, entries
 
-    async def flush(batch: Batch, rows: list[tuple[str, date, dict[str, int]]], current: dict[str, Any]) -> None:
+    async def flush(batch: Batch, rows: list[tuple[str, date, dict[str, int]]],
+                    entries: dict[str, Any]) -> None:
         if rows:
             await store.upsert_rule_days(rows)
-        old_authors: dict[str, str] = {}
-        moved: list[tuple[str, date]] = []
-        if batch.authors:
-            old_authors = await store.set_rule_authors(
-                [(rule, author, source, title) for rule, (author, source, title) in batch.authors.items()])
-            moved = await store.rule_day_list(batch.authors)
+        # The mapping of every rule the batch saw is (re)asserted: idempotent, and a replay repairs it.
+        assert_rows = [(rule, None if e.get("deleted") else e["authorId"], e.get("source", "catalog"), e.get("title"))
+                       for rule, e in entries.items() if e]
+        old_authors = await store.set_rule_authors(assert_rows) if assert_rows else {}
+        current = {rule: (None if not e or e.get("deleted") else e["authorId"]) for rule, e in entries.items()}
+        changed = [rule for rule, author, _, _ in assert_rows if old_authors.get(rule) != author]
+        moved = await store.rule_day_list(changed) if changed else []
         pairs = author_metrics.author_days_to_recompute(
             [(rule, day) for rule, day, _ in rows], current, moved, old_authors)
         await store.recompute_author_days(pairs)
@@ -158,6 +177,9 @@ def register(app: Any, *, channel: Any, dead_letters: Any, tables: Tables, optio
     async def rule_metrics(stream: Any) -> None:
         async for events in stream.take_events(BATCH_SIZE, within=BATCH_WITHIN_S):
             batch = Batch()
+            failed: list[tuple[Any, Exception]] = []
+            # No await until the batch's table writes are done: a Faust transaction commits at await
+            # points, and must never hold a record's dedup key without its counts.
             for event in events:
                 # Table writes find their changelog partition through the stream's current event.
                 stream._set_current_event(event)
@@ -165,16 +187,19 @@ def register(app: Any, *, channel: Any, dead_letters: Any, tables: Tables, optio
                     handler = on_catalog if event.message.topic == options.rules_topic else on_event
                     outcome = handler(event, batch)
                 except ValidationError as exc:
-                    await dead_letter(dead_letters, event, exc)
+                    failed.append((event, exc))
                     outcome = "dead-lettered"
                 except Exception as exc:  # never raise out of the loop: Faust would ack the batch
                     log.exception("event failed; dead-lettering it")
-                    await dead_letter(dead_letters, event, exc)
+                    failed.append((event, exc))
                     outcome = "dead-lettered"
                 PROCESSED.labels(agent=AGENT, outcome=outcome).inc()
-            if batch.touched or batch.authors or batch.trending:
-                rows, current = read_back(stream, batch)
+            if batch.touched or batch.catalog_events or batch.trending:
+                write_aggregates(stream, batch)
+                rows, entries = read_back(stream, batch)
                 # PostgreSQL down: keep retrying; this partition waits, and nothing is acknowledged meanwhile.
-                await retry(lambda: flush(batch, rows, current), what="write daily metrics")
+                await retry(lambda: flush(batch, rows, entries), what="write daily metrics")
+            for event, exc in failed:
+                await dead_letter(dead_letters, event, exc)
 
     return rule_metrics

@@ -76,7 +76,10 @@ class MetricsStore:
             await conn.executemany(
                 "INSERT INTO rule_authors (rule_id, author_id, source, title) VALUES ($1, $2, $3, $4)"
                 " ON CONFLICT (rule_id) DO UPDATE SET author_id = EXCLUDED.author_id, source = EXCLUDED.source,"
-                " title = EXCLUDED.title, updated_at = NOW()", [r for r in rows if r[1] is not None])
+                " title = EXCLUDED.title, updated_at = NOW()"
+                " WHERE (rule_authors.author_id, rule_authors.source, rule_authors.title)"
+                " IS DISTINCT FROM (EXCLUDED.author_id, EXCLUDED.source, EXCLUDED.title)",
+                [r for r in rows if r[1] is not None])
             gone = [r[0] for r in rows if r[1] is None]
             if gone:
                 await conn.execute("DELETE FROM rule_authors WHERE rule_id = ANY($1::text[])", gone)
