@@ -98,7 +98,9 @@ async def test_crawl_items_search_and_rebuild(
 async def test_donations_in_any_order_once_each_with_notifications_audit_and_rollup(
         spawn: Callable[..., Any], env_factory: Callable[..., dict[str, str]], pg: asyncpg.Connection,
         unique: str) -> None:
-    env = env_factory(PORT="18320", WORKER_PORT="18322", WORKER_APP_ID=f"analytics-st-{unique}")
+    # LEADERBOARD_SIZE: the snapshot keeps the top N, and the shared test database holds other tests' rules.
+    env = env_factory(PORT="18320", WORKER_PORT="18322", WORKER_APP_ID=f"analytics-st-{unique}",
+                      LEADERBOARD_SIZE="10000")
     bootstrap = env["KAFKA_BOOTSTRAP_SERVERS"]
     await analytics_data.start_group_at_end(bootstrap, env["WORKER_APP_ID"], TOPICS)
     notif_start = await _end_offsets(bootstrap, "notifications")
