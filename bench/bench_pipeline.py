@@ -259,6 +259,17 @@ async def measure(name: str, bootstrap: str, records: list[tuple[bytes, bytes, i
     return result
 
 
+async def totals(prefix: str) -> list[tuple[Any, ...]]:
+    """Day totals per rule suffix and day, for comparing two pipelines' PostgreSQL output."""
+    db = Database(DSN, max_size=1)
+    try:
+        rows = await db.fetch("SELECT substr(rule_id, length($1) + 1) AS r, day, views, copies, saves, forks, votes"
+                              " FROM rule_metric_daily WHERE rule_id LIKE $1 || '%' ORDER BY 1, 2", prefix)
+        return [tuple(r) for r in rows]
+    finally:
+        await db.stop()
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--events", type=int, default=40_000)
@@ -313,6 +324,8 @@ async def main() -> None:
         results["faust"] = await measure("faust", bootstrap, prepare(args.events, f"f{run}"), app_id,
                                          lambda: faust_worker(bootstrap, app_id, work), faust_end, 240)
 
+        # Same input shape, so the same day totals: the speed figures compare pipelines that agree.
+        results["same_totals_faust_raw"] = await totals(f"bf{run}-") == await totals(f"br{run}-")
         results["ratio_faust_to_raw"] = round(results["faust"]["events_per_s"] / results["raw"]["events_per_s"], 3)
         results["ratio_faust_to_quix"] = round(results["faust"]["events_per_s"] / results["quix"]["events_per_s"], 3)
         out = ROOT / "bench" / "results" / f"pipeline-{time.strftime('%Y%m%dT%H%M%S')}.json"
