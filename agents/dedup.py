@@ -1,7 +1,7 @@
 """Decisions of the deduplication and anti-gaming step, as pure functions the agent calls per event.
 
-- An `idempotencyKey` already seen on the same rule within the retention (DEDUP_RETENTION_DAYS) is a replay:
-  dropped. Keys are scoped to their rule because the `events` topic is keyed by ruleId: the key state then
+- An event id (its `idempotencyKey` when given) already seen on the same rule within the retention
+  (DEDUP_RETENTION_DAYS) is a retry or a replay: dropped. Keys are scoped to their rule because the `events` topic is keyed by ruleId: the key state then
   lives on the event's own partition, with no repartitioning (a client resending an event resends its rule).
 - A VIEW from the same IP on the same rule within 10 minutes of the last *counted* view is the same view:
   dropped. At most 5 views per IP per rule per UTC day are counted (the anti-gaming cap).

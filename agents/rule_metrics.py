@@ -9,13 +9,14 @@ a replay is harmless: with exactly-once processing the tables themselves never c
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any, Protocol
 
 from ingestflow.app.clock import utc_from_ms
 from ingestflow.app.errors import ValidationError
-from ingestflow.app.observability import PROCESSED
+from ingestflow.app.observability import PROCESSED, PROCESSING_LATENCY
 from ingestflow.app.retry import retry
 from ingestflow.schemas import rules as rules_schema
 from ingestflow.schemas.events import decode
@@ -87,12 +88,13 @@ def register(app: Any, *, channel: Any, dead_letters: Any, tables: Tables, optio
         # committed tables (a Faust transaction can commit a batch's table writes while the batch's
         # PostgreSQL flush is still running), and rewriting the day's absolute totals is what repairs it.
         batch.touched[day_key] = event
-        if ev.idempotency_key:
-            windows = tables.dedup_keys[dedup_keys.key(ev.rule_id, ev.idempotency_key)]
-            seen = (windows.value(event), windows.delta(options.dedup_retention_s, event))
-            if dedup.key_seen(seen, ts, options.dedup_retention_s):
-                return "duplicate"
-            tables.dedup_keys[dedup_keys.key(ev.rule_id, ev.idempotency_key)] = ts
+        # Every event carries an id (its idempotencyKey when the producer gave one): dedup on it, so a
+        # client's retry, a gateway spool replay and an operator's `ingestflow replay` never count twice.
+        windows = tables.dedup_keys[dedup_keys.key(ev.rule_id, ev.id)]
+        seen = (windows.value(event), windows.delta(options.dedup_retention_s, event))
+        if dedup.key_seen(seen, ts, options.dedup_retention_s):
+            return "duplicate"
+        tables.dedup_keys[dedup_keys.key(ev.rule_id, ev.id)] = ts
         if ev.type == "VIEW" and ev.ip:
             guard_key = view_guard.key(ev.rule_id, ev.ip)
             windows = tables.view_guard[guard_key]
@@ -201,5 +203,7 @@ def register(app: Any, *, channel: Any, dead_letters: Any, tables: Tables, optio
                 await retry(lambda: flush(batch, rows, entries), what="write daily metrics")
             for event, exc in failed:
                 await dead_letter(dead_letters, event, exc)
+            # From the newest record's timestamp (its event time) to its metrics being durable.
+            PROCESSING_LATENCY.labels(agent=AGENT).observe(max(0.0, time.time() - events[-1].message.timestamp))
 
     return rule_metrics

@@ -16,7 +16,7 @@ from prometheus_client import Counter, Gauge, Histogram
 from . import serde
 
 __all__ = ["configure_logging", "logging_config", "REQUESTS", "EVENTS_ACCEPTED", "EVENTS_REJECTED", "DEAD_LETTERED",
-           "PROCESSED", "PROCESSING_LATENCY", "DEPENDENCY_UP",
+           "PROCESSED", "PROCESSING_LATENCY", "DEPENDENCY_UP", "ARCHIVE_BATCHES", "ARCHIVE_BYTES", "ARCHIVE_UPLOAD_SECONDS", "TRANSFER_FAILURES",
            "SPOOLED", "SPOOL_REPLAYED", "SPOOL_PENDING", "SPOOL_FAILED", "RATE_LIMITED", "TABLE_KEYS"]
 
 REQUESTS = Counter("ingestflow_http_requests_total", "HTTP requests by route and status", ["route", "status"])
@@ -29,6 +29,14 @@ PROCESSING_LATENCY = Histogram("ingestflow_processing_latency_seconds",
                                buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60))
 TABLE_KEYS = Gauge("ingestflow_table_keys", "Keys held by this worker per table", ["table"])
 DEPENDENCY_UP = Gauge("ingestflow_dependency_up", "1 when the dependency answered its last check", ["dependency"])
+
+# Archive sink.
+ARCHIVE_BATCHES = Counter("ingestflow_archive_batches_total", "Archive batches by outcome",
+                          ["outcome"])  # archived, already-archived
+ARCHIVE_BYTES = Counter("ingestflow_archive_bytes_total", "Encrypted bytes uploaded to the archive")
+ARCHIVE_UPLOAD_SECONDS = Histogram("ingestflow_archive_upload_seconds", "One upload attempt to the archive",
+                                   ["backend"], buckets=(0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30))
+TRANSFER_FAILURES = Counter("ingestflow_transfer_failures_total", "Failed archive upload attempts")
 
 # Gateway spool and rate limits (issue 3).
 SPOOLED = Counter("ingestflow_spooled_total", "Messages appended to the gateway's disk spool")

@@ -26,6 +26,8 @@ from .donation_store import DonationStore
 from .leaderboard_store import LeaderboardStore
 from .metrics_store import MetricsStore
 from .observability import TABLE_KEYS, logging_config
+from .health import Probe, readiness
+from .kafka import Producer
 from .redis_client import RedisClient
 from .settings import Settings
 
@@ -76,7 +78,6 @@ def build_app(settings: Settings) -> faust.App:
         return app.topic(spec.name, partitions=spec.partitions, key_type=bytes, value_type=bytes,
                          key_serializer="raw", value_serializer="raw")
 
-    events = topic(topics.EVENTS)
     dead_letters = topic(topics.DEAD_LETTERS)
     # --- Analytics (issue 4): one agent over the co-partitioned `events` + `rules` topics, local tables only.
     redis = RedisClient(settings.redis_url)
@@ -114,9 +115,26 @@ def build_app(settings: Settings) -> faust.App:
     setup_prometheus_sensors(app, name_prefix="faust")
     table_sizes(app)
 
+    probe_producer = Producer(settings.kafka_bootstrap, send_timeout=2.0, client_id="ingestflow-health")
+    app.service(_started(probe_producer))
+    probes = [Probe("kafka", probe_producer.ping), Probe("postgres", db.ping),
+              Probe("redis", redis.ping, required=False)]
+
+    @app.page("/health/live")
+    async def live(web: Any, request: Any) -> Any:
+        return web.json({"status": "alive", "worker": settings.worker_id})
+
+    @app.page("/health/ready")
+    async def ready(web: Any, request: Any) -> Any:
+        ok, body = await readiness(probes)
+        if app.rebalancing:
+            ok, body["status"] = False, "not ready"
+            body.setdefault("reasons", []).append("kafka: consumer group is rebalancing")
+        return web.json({**body, "worker": settings.worker_id}, status=200 if ok else 503)
+
     @app.page("/health")
     async def health(web: Any, request: Any) -> Any:
-        return web.json({"status": "ok", "worker": settings.worker_id})
+        return await ready(web, request)
 
     return app
 

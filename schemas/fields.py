@@ -71,7 +71,10 @@ def timestamp(container: dict[str, Any], key: str, path: str, default: datetime)
         raise ValidationError(field, f"is not an ISO-8601 date-time: {value[:64]!r}") from None
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=timezone.utc)
-    return parsed.astimezone(timezone.utc)
+    try:
+        return parsed.astimezone(timezone.utc)
+    except OverflowError:
+        raise ValidationError(field, f"is out of range in UTC: {value[:64]!r}") from None
 
 
 def _check_str(value: Any, field: str, max_len: int) -> str:

@@ -1,6 +1,6 @@
-"""Table `dedup-keys`: when each idempotency key was last seen, per rule.
+"""Table `dedup-keys`: when each event id (the idempotency key when given) was last seen, per rule.
 
-Key: "ruleId<US>idempotencyKey" (co-partitioned with `events`, keyed by ruleId). Value: the record
+Key: "ruleId<US>eventId" (co-partitioned with `events`, keyed by ruleId). Value: the record
 timestamp (s) of the key's last sighting. Window: tumbling, one retention period (DEDUP_RETENTION_DAYS) wide,
 expired after two periods; a lookup reads the event's window and the one before, so every sighting within
 the retention is found while the table stays bounded (no ever-growing set).

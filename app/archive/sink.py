@@ -11,12 +11,15 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from ingestflow.app import serde
 from ingestflow.app.crypto import Keyring, seal
+from ingestflow.app.observability import (ARCHIVE_BATCHES, ARCHIVE_BYTES, ARCHIVE_UPLOAD_SECONDS,
+                                          TRANSFER_FAILURES)
 from ingestflow.app.retry import retry
 from ingestflow.app.transfer_logs import TransferLogs
 
@@ -84,9 +87,14 @@ class ArchiveSink:
             if row is None:
                 assert existing is not None
                 return None, existing
+            started = time.perf_counter()
             try:
-                return row, await self._backend.put(blob)
+                cid = await self._backend.put(blob)
+                ARCHIVE_UPLOAD_SECONDS.labels(backend=type(self._backend).__name__).observe(
+                    time.perf_counter() - started)
+                return row, cid
             except Exception as exc:
+                TRANSFER_FAILURES.inc()
                 reason = f"{type(exc).__name__}: {exc}"
                 try:
                     await self._logs.fail(row, reason)
@@ -97,9 +105,12 @@ class ArchiveSink:
         row, uploaded = await retry(attempt, what=what, base=self._base, cap=self._cap)
         if row is None:
             log.info("%s: already archived as %s, not uploading again", what, uploaded)
+            ARCHIVE_BATCHES.labels(outcome="already-archived").inc()
             return uploaded
         row_id = row
         cid = await retry(lambda: self._logs.succeed(row_id, bid, uploaded, len(batch.records)),
                           what=f"{what}: write success", base=self._base, cap=self._cap)
+        ARCHIVE_BATCHES.labels(outcome="archived").inc()
+        ARCHIVE_BYTES.inc(len(blob))
         log.info("%s: archived as %s", what, cid)
         return cid

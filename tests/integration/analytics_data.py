@@ -74,25 +74,6 @@ async def produce(bootstrap: str, topic: str, records: list[tuple[str, Any, floa
         await producer.stop()
 
 
-async def start_group_at_end(bootstrap: str, group_id: str, topic_names: tuple[str, ...]) -> None:
-    """Commit the current end offsets for a new consumer group (what an operator does to start a new
-    deployment "from now"), so a test's worker reads only the records the test produces next, not every
-    record earlier tests left on the shared topics."""
-    from aiokafka import AIOKafkaConsumer, TopicPartition
-    from aiokafka.structs import OffsetAndMetadata
-
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group_id, enable_auto_commit=False)
-    await consumer.start()
-    try:
-        await consumer._client.force_metadata_update()
-        tps = [TopicPartition(t, p) for t in topic_names
-               for p in sorted(consumer._client.cluster.partitions_for_topic(t) or ())]
-        consumer.assign(tps)
-        ends = await consumer.end_offsets(tps)
-        await consumer.commit({tp: OffsetAndMetadata(offset, "") for tp, offset in ends.items()})
-    finally:
-        await consumer.stop()
-
 
 async def wait_group_members(bootstrap: str, group_id: str, members: int, timeout: float = 90.0) -> None:
     """Wait until the consumer group is Stable with `members` members (every worker has its partitions)."""

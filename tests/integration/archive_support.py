@@ -96,26 +96,3 @@ class Kubo:
 
     def stop(self) -> None:
         self._run("stop")
-
-
-async def start_group_at_end(app_id: str) -> None:
-    """Commits the current end of every topic for the worker's consumer group (its app id) before it starts.
-
-    A new app id otherwise replays the whole shared history of every topic, and while the other agents of
-    the worker catch up on tens of thousands of events (Faust delivers all topics through one consumer),
-    the archive agent's records wait behind them: the test would measure that backlog, not the archive.
-    """
-    from aiokafka import AIOKafkaConsumer, TopicPartition
-
-    from ingestflow.schemas.topics import ALL
-
-    consumer = AIOKafkaConsumer(bootstrap_servers=BASE_ENV["KAFKA_BOOTSTRAP_SERVERS"], group_id=app_id,
-                                enable_auto_commit=False)
-    await consumer.start()
-    try:
-        tps = [TopicPartition(spec.name, p) for spec in ALL for p in range(spec.partitions)]
-        consumer.assign(tps)
-        ends = await consumer.end_offsets(tps)
-        await consumer.commit({tp: offset for tp, offset in ends.items()})
-    finally:
-        await consumer.stop()

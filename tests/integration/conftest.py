@@ -166,3 +166,26 @@ def private_service(tmp_path: Path) -> Iterator[Callable[[str, int], PrivateServ
         finally:
             if svc.data_dir.exists() and str(svc.data_dir).startswith("/var/lib/ingestflow/"):
                 subprocess.run(["rm", "-rf", str(svc.data_dir)], check=False)
+
+
+async def start_group_at_end(group_id: str, topic_names: tuple[str, ...] | None = None) -> None:
+    """Commit the current end offsets for a new consumer group (what an operator does to start a new
+    deployment "from now"), so a test's worker reads only the records the test produces next, not every
+    record earlier tests left on the shared topics (Faust delivers all topics through one consumer, so a
+    backlog on one topic would delay the others too)."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+    from aiokafka.structs import OffsetAndMetadata
+
+    names = topic_names or tuple(spec.name for spec in topics.ALL)
+    consumer = AIOKafkaConsumer(bootstrap_servers=BASE_ENV["KAFKA_BOOTSTRAP_SERVERS"], group_id=group_id,
+                                enable_auto_commit=False)
+    await consumer.start()
+    try:
+        await consumer._client.force_metadata_update()
+        tps = [TopicPartition(t, p) for t in names
+               for p in sorted(consumer._client.cluster.partitions_for_topic(t) or ())]
+        consumer.assign(tps)
+        ends = await consumer.end_offsets(tps)
+        await consumer.commit({tp: OffsetAndMetadata(offset, "") for tp, offset in ends.items()})
+    finally:
+        await consumer.stop()

@@ -12,7 +12,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from ingestflow.app import serde
 
 from . import analytics_data
-from .conftest import eventually, wait_http
+from .conftest import eventually, start_group_at_end, wait_http
 
 GATEWAY = "http://127.0.0.1:18320"
 DAY = datetime(2026, 11, 18, 10, 0, tzinfo=timezone.utc)
@@ -36,7 +36,7 @@ async def test_crawl_items_search_and_rebuild(
         unique: str) -> None:
     env = env_factory(PORT="18320", WORKER_PORT="18321", WORKER_APP_ID=f"analytics-cs-{unique}")
     bootstrap = env["KAFKA_BOOTSTRAP_SERVERS"]
-    await analytics_data.start_group_at_end(bootstrap, env["WORKER_APP_ID"], TOPICS)
+    await start_group_at_end(env["WORKER_APP_ID"], TOPICS)
     worker = spawn(["worker"], env)
     spawn(["gateway"], env)
     await wait_http(GATEWAY + "/health")
@@ -102,7 +102,7 @@ async def test_donations_in_any_order_once_each_with_notifications_audit_and_rol
     env = env_factory(PORT="18320", WORKER_PORT="18322", WORKER_APP_ID=f"analytics-st-{unique}",
                       LEADERBOARD_SIZE="10000")
     bootstrap = env["KAFKA_BOOTSTRAP_SERVERS"]
-    await analytics_data.start_group_at_end(bootstrap, env["WORKER_APP_ID"], TOPICS)
+    await start_group_at_end(env["WORKER_APP_ID"], TOPICS)
     notif_start = await _end_offsets(bootstrap, "notifications")
     worker = spawn(["worker"], env)
     spawn(["gateway"], env)

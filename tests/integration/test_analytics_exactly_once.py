@@ -9,7 +9,7 @@ from typing import Any
 import asyncpg
 
 from . import analytics_data
-from .conftest import eventually
+from .conftest import eventually, start_group_at_end
 
 
 async def _rule_rows(pg: asyncpg.Connection, prefix: str) -> dict[tuple[str, str], dict[str, int]]:
@@ -31,7 +31,7 @@ async def test_kill_9_mid_stream_and_replayed_input_count_each_event_once(
     env = env_factory(WORKER_PORT="18301", WORKER_APP_ID=f"analytics-eo-{unique}")
     bootstrap = env["KAFKA_BOOTSTRAP_SERVERS"]
     stream = analytics_data.build(prefix, author_for={2: f"{prefix}-bob"})
-    await analytics_data.start_group_at_end(bootstrap, env["WORKER_APP_ID"], ("events", "rules"))
+    await start_group_at_end(env["WORKER_APP_ID"], ("events", "rules"))
     # The same input twice (a producer retrying everything), plus one record no one can decode.
     await analytics_data.produce(bootstrap, "events", stream.records)
     await analytics_data.produce(bootstrap, "events", [(f"{prefix}-r0", b"{not json", stream.records[0][2])])

@@ -10,7 +10,7 @@ import aiohttp
 import asyncpg
 
 from . import analytics_data
-from .conftest import eventually, wait_http
+from .conftest import eventually, start_group_at_end, wait_http
 
 GATEWAY = "http://127.0.0.1:18310"
 WEIGHTS = {"views": 1.0, "copies": 3.0}
@@ -31,11 +31,10 @@ async def test_two_workers_and_a_redis_outage_leave_every_read_correct(
                      
                       REDIS_URL=f"redis://{redis.address}/0", EVENT_WEIGHTS="VIEW=1,COPY=3,SAVE=0,FORK=0,VOTE=0")
     bootstrap = env["KAFKA_BOOTSTRAP_SERVERS"]
-    await analytics_data.start_group_at_end(bootstrap, env["WORKER_APP_ID"], ("events", "rules"))
+    await start_group_at_end(env["WORKER_APP_ID"], ("events", "rules"))
     # Eight rules so both workers' partitions carry some; rule i gets i+1 times the base traffic.
     streams = [analytics_data.build(f"{prefix}-{i}", rules=1, copies=i + 1, plain_views=2 * (i + 1), ips=1,
                                     author_for={0: f"{prefix}-eve"} if i % 2 else None) for i in range(8)]
-    truth = {rule: counts for s in streams for (rule, _), counts in s.truth.items()}
     rule_totals: dict[str, dict[str, int]] = {}
     for s in streams:
         for (rule, _), counts in s.truth.items():

@@ -12,7 +12,8 @@ import asyncpg
 from ingestflow.app.archive.local import LocalBackend
 from ingestflow.app.db import migrate
 
-from .archive_support import archived_uids, produce_records, start_group_at_end, success_rows, unique_user_ids
+from .archive_support import archived_uids, produce_records, success_rows, unique_user_ids
+from .conftest import start_group_at_end
 from .conftest import eventually
 
 

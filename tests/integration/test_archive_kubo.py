@@ -13,7 +13,8 @@ from ingestflow.app.archive import cid as cids
 from ingestflow.app.archive.ipfs import kubo as kubo_backend
 from ingestflow.app.errors import ArchiveError, NotFound
 
-from .archive_support import (Kubo, archived_uids, produce_records, start_group_at_end, success_rows,
+from .conftest import start_group_at_end
+from .archive_support import (Kubo, archived_uids, produce_records, success_rows,
                               unique_user_ids)
 from .conftest import eventually
 

@@ -21,7 +21,8 @@ from ingestflow.schemas.topics import RECORDS
 
 from ..conftest import BASE_ENV
 from ..fake_lighthouse import FakeLighthouse
-from .archive_support import KEYRING, produce_records, start_group_at_end, unique_user_ids
+from .archive_support import KEYRING, produce_records, unique_user_ids
+from .conftest import start_group_at_end
 from .conftest import eventually
 
 API_KEY = "lh-test-api-key-0123456789"

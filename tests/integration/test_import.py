@@ -1,7 +1,6 @@
 """`ingestflow import` as an operator runs it: report, rejected lines, dry run, backup, and the real topics."""
 from __future__ import annotations
 
-import asyncio
 import os
 import subprocess
 import sys

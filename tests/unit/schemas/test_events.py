@@ -45,3 +45,10 @@ def test_undecodable_topic_value_is_a_validation_error() -> None:
     assert info.value.field == "value"
     with pytest.raises(ValidationError):
         decode(serde.dumps({"type": "VIEW"}), NOW)
+
+
+def test_timestamp_that_overflows_in_utc_is_a_validation_error() -> None:
+    with pytest.raises(ValidationError) as info:
+        from_request({"type": "VIEW", "ruleId": "r", "ts": "9999-12-31T23:00:00-05:00"}, "events[0]", NOW, "1.1.1.1")
+    assert info.value.field == "events[0].ts"
+    assert "out of range" in info.value.reason
