@@ -28,7 +28,7 @@ __all__ = ["build_gateway", "run_gateway"]
 
 log = logging.getLogger(__name__)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-BROWSER_ALLOWED = {"/health"}
+BROWSER_ALLOWED = {"/health", "/health/live", "/health/ready"}
 
 
 @web.middleware

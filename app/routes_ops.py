@@ -2,33 +2,28 @@
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from . import openapi
 from .context import CONTEXT
+from .health import check
 from .http import json_response
-from .observability import DEPENDENCY_UP
 
-__all__ = ["routes", "check"]
+__all__ = ["routes"]
 
 routes = web.RouteTableDef()
-CHECK_TIMEOUT_S = 2.0
+@routes.get("/health/live")
+async def live(request: web.Request) -> web.Response:
+    """Liveness: the process and its event loop answer (restart it when this fails)."""
+    return json_response({"status": "alive"})
 
 
-async def check(name: str, probe: Callable[[], Awaitable[object]]) -> dict[str, object]:
-    started = time.perf_counter()
-    try:
-        await asyncio.wait_for(probe(), CHECK_TIMEOUT_S)
-    except Exception as exc:  # any failure is a state to report, not an error to raise
-        DEPENDENCY_UP.labels(dependency=name).set(0)
-        return {"name": name, "status": "down", "error": type(exc).__name__,
-                "latencyMs": round((time.perf_counter() - started) * 1000, 1)}
-    DEPENDENCY_UP.labels(dependency=name).set(1)
-    return {"name": name, "status": "up", "latencyMs": round((time.perf_counter() - started) * 1000, 1)}
+@routes.get("/health/ready")
+async def ready(request: web.Request) -> web.Response:
+    """Readiness: 200 when the gateway can accept input now, else 503 with the reasons."""
+    return await health(request)
 
 
 @routes.get("/health")
@@ -45,8 +40,11 @@ async def health(request: web.Request) -> web.Response:
     kafka_up = any(d["name"] == "kafka" and d["status"] == "up" for d in deps)
     accepting = kafka_up or buffers.spool_writable
     status = "ok" if all(d["status"] == "up" for d in deps) else "degraded" if accepting else "unavailable"
-    return json_response({"status": status, "accepting": accepting, "dependencies": deps},
-                         status=200 if accepting else 503)
+    body: dict[str, object] = {"status": status, "accepting": accepting, "dependencies": deps}
+    if not accepting:
+        body["reasons"] = [f"{d['name']}: {d.get('error', 'not writable')}" for d in deps
+                           if d["name"] in ("kafka", "spool") and d["status"] != "up"]
+    return json_response(body, status=200 if accepting else 503)
 
 
 @routes.get("/status/buffers")

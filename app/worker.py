@@ -64,10 +64,14 @@ def build_app(settings: Settings) -> faust.App:
     db = Database(settings.database_url.get(), max_size=5)
 
     class Resources(Service):
-        """Connects the stores the agents write to before any agent runs, and closes them last."""
+        """Connects the stores the agents write to before any agent runs, and closes them last. PostgreSQL
+        down at start-up is not fatal: writes reconnect and retry, and readiness reports it meanwhile."""
 
         async def on_start(self) -> None:
-            await db.start()
+            try:
+                await db.start()
+            except Exception as exc:
+                log.warning("PostgreSQL not reachable at start-up: %s", type(exc).__name__)
 
         async def on_stop(self) -> None:
             await db.stop()
