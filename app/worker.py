@@ -114,6 +114,10 @@ def build_app(settings: Settings) -> faust.App:
     archive_agent.wire(app, settings=settings, db=db, records=topic(topics.RECORDS), dead_letters=dead_letters)
     # --- end archive
 
+    # Table writes queue changelog messages in Faust's producer buffer; at its default bound of 100 the
+    # streams pause to drain it every hundred writes. A batch of ours writes more than that at once.
+    app.producer.buffer.max_messages = 10_000
+
     # Faust's own sensors (offsets per partition, so consumer lag; events; table operations; rebalances)
     # join ingestflow's metrics on /metrics: both live in prometheus-client's default registry.
     setup_prometheus_sensors(app, name_prefix="faust")
