@@ -145,6 +145,38 @@ def cmd_import(settings: Settings, args: argparse.Namespace) -> int:
     return 1 if report.rejected else 0
 
 
+def cmd_backfill(settings: Settings, args: argparse.Namespace) -> int:
+    from .backfill import backfill
+    from .db import Database
+    from .leaderboard_store import LeaderboardStore
+    from .progress import Checkpoint, Progress, stop_on_interrupt
+    from .redis_client import RedisClient
+
+    until = _when(args.until, "until").date() if args.until else datetime.now(timezone.utc).date()
+    checkpoint = Checkpoint(Path(args.state_dir) / f"backfill-{until.isoformat()}-{args.days}.json")
+
+    async def go() -> dict[str, Any]:
+        db, redis = Database(settings.database_url.get()), RedisClient(settings.redis_url)
+        await db.start()
+        await redis.start()
+        progress = Progress("backfill days")
+        try:
+            with stop_on_interrupt() as stop:
+                return await backfill(db, LeaderboardStore(db, redis, size=settings.leaderboard_size),
+                                      settings.weights, until=until, days=args.days, dry_run=args.dry_run,
+                                      checkpoint=checkpoint, stop=stop, progress=progress)
+        finally:
+            progress.finish()
+            await redis.stop()
+            await db.stop()
+    report = asyncio.run(go())
+    print(serde.dumps(report).decode())
+    if not report["complete"]:
+        print(f"interrupted: run the same command again to resume (state in {checkpoint.path})", file=sys.stderr)
+        return 130
+    return 0
+
+
 def cmd_retention(settings: Settings, args: argparse.Namespace) -> int:
     from .db import Database
     from .redis_client import RedisClient
@@ -174,7 +206,7 @@ async def _aiter(rows: Any) -> Any:
 
 COMMANDS = {"migrate": cmd_migrate, "topics": cmd_topics, "gateway": cmd_gateway, "worker": cmd_worker,
             "run": cmd_run, "replay": cmd_replay, "import": cmd_import,
-            "retention": cmd_retention}
+            "retention": cmd_retention, "backfill": cmd_backfill}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -192,6 +224,11 @@ def main(argv: list[str] | None = None) -> int:
     rp.add_argument("--into", help="produce into this topic instead of the source topic")
     rp.add_argument("--dry-run", action="store_true", help="show the offset ranges, produce nothing")
     rp.add_argument("--state-dir", default="data/replay", help="where resume checkpoints are kept")
+    bf = sub.add_parser("backfill", help="recompute rule/author daily metrics and leaderboard snapshots")
+    bf.add_argument("--days", type=int, required=True, help="how many past days, ending with --until")
+    bf.add_argument("--until", help="last day to recompute (ISO date); default: today (UTC)")
+    bf.add_argument("--dry-run", action="store_true", help="report what would be written, write nothing")
+    bf.add_argument("--state-dir", default="data/backfill", help="where resume checkpoints are kept")
     rt = sub.add_parser("retention", help="remove audit/transfer rows and Redis keys past their ages")
     rt.add_argument("--dry-run", action="store_true", help="report what would be removed, remove nothing")
     im = sub.add_parser("import", help="produce the previous systems' exports to the topics")
