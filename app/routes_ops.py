@@ -9,6 +9,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from . import openapi
 from .context import CONTEXT
 from .health import check
+from .routes_archive import ARCHIVE
 from .http import json_response
 
 __all__ = ["routes"]
@@ -29,11 +30,12 @@ async def ready(request: web.Request) -> web.Response:
 @routes.get("/health")
 @openapi.describe(openapi.HEALTH)
 async def health(request: web.Request) -> web.Response:
-    """Every dependency's state. The gateway can accept while Kafka is up or the spool has room; PostgreSQL
-    and Redis are reported but never block ingest (reads and rate limits degrade instead)."""
+    """Every dependency's state. The gateway can accept while Kafka is up or the spool has room; PostgreSQL,
+    Redis and the archive backend are reported but never block ingest (reads and rate limits degrade instead)."""
     ctx = request.app[CONTEXT]
     deps = list(await asyncio.gather(check("kafka", ctx.publisher.ping), check("postgres", ctx.db.ping),
-                                     check("redis", ctx.redis.ping)))
+                                     check("redis", ctx.redis.ping),
+                                     check("archive", request.app[ARCHIVE].backend.ping)))
     buffers = ctx.publisher.status()
     deps.append({"name": "spool", "status": "up" if buffers.spool_writable else "down",
                  "pending": buffers.pending, "failed": buffers.failed})

@@ -19,6 +19,7 @@ from ingestflow.agents import rule_metrics
 from ingestflow.schemas import topics
 from ingestflow.tables import dedup_keys, rule_catalog, rule_daily, rule_trending, view_guard
 
+from .archive import backend_for
 from .clock import SystemClock
 from .crawl_store import CrawlStore
 from .db import Database
@@ -125,8 +126,10 @@ def build_app(settings: Settings) -> faust.App:
 
     probe_producer = Producer(settings.kafka_bootstrap, send_timeout=2.0, client_id="ingestflow-health")
     app.service(_started(probe_producer))
+    archive_probe = backend_for(settings)  # its own client: probing never competes with uploads
+    app.service(_started(archive_probe))
     probes = [Probe("kafka", probe_producer.ping), Probe("postgres", db.ping),
-              Probe("redis", redis.ping, required=False)]
+              Probe("redis", redis.ping, required=False), Probe("archive", archive_probe.ping)]
 
     @app.page("/health/live")
     async def live(web: Any, request: Any) -> Any:

@@ -29,6 +29,10 @@ class ArchiveBackend(Protocol):
         """The object's bytes; NotFound when the backend does not have it."""
         ...
 
+    async def ping(self) -> None:
+        """Raise ArchiveError when the backend cannot be reached; stores nothing (for /health)."""
+        ...
+
 
 def verify_cid(returned: str, data: bytes, backend: str) -> str:
     """A single-block object's CID must be one we compute ourselves: a mismatch means corrupt storage."""

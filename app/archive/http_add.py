@@ -62,6 +62,17 @@ class HttpAddBackend:
             raise ArchiveError(f"{self.name} upload failed: {type(exc).__name__}: {exc}") from exc
         return verify_cid(_root_hash(self.name, body), data, self.name)
 
+    async def ping(self) -> None:
+        """Any HTTP answer below 500 from the add endpoint (kubo answers a GET with 405) means reachable."""
+        session = await self._http()
+        try:
+            async with session.get(self._add_url, headers=self._headers,
+                                   timeout=aiohttp.ClientTimeout(total=2)) as resp:
+                if resp.status >= 500:
+                    raise ArchiveError(f"{self.name} answered {resp.status}")
+        except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+            raise ArchiveError(f"{self.name} unreachable: {type(exc).__name__}") from exc
+
     async def get(self, cid: str) -> bytes:
         session = await self._http()
         url = self._get_url.format(cid=cid)

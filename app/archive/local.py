@@ -28,6 +28,14 @@ class LocalBackend:
     async def stop(self) -> None:
         return None
 
+    async def ping(self) -> None:
+        try:
+            await self.start()
+        except OSError as exc:
+            raise ArchiveError(f"local archive directory {self._dir} cannot be created: {exc}") from exc
+        if not (self._dir.is_dir() and os.access(self._dir, os.W_OK)):
+            raise ArchiveError(f"local archive directory {self._dir} is missing or not writable")
+
     def _path(self, cid: str) -> Path:
         parsed = cids.parse_cid(cid)
         return self._dir / str(cids.Cid(1, cids.RAW, parsed.digest))

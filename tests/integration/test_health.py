@@ -36,6 +36,7 @@ async def test_worker_readiness_names_the_missing_database(
     assert deps["postgres"]["status"] == "down" and deps["kafka"]["status"] == "up"
     assert isinstance(deps["kafka"]["latencyMs"], float)
     assert deps["redis"]["required"] is False
+    assert deps["archive"]["status"] == "up" and deps["archive"]["required"] is True, deps["archive"]
 
 
 async def test_gateway_live_and_ready_with_every_dependency_up(
@@ -45,4 +46,4 @@ async def test_gateway_live_and_ready_with_every_dependency_up(
     status, body = await _get("http://127.0.0.1:18462/health/ready")
     assert status == 200 and body["accepting"] is True
     assert {d["name"]: d["status"] for d in body["dependencies"]} == {
-        "kafka": "up", "postgres": "up", "redis": "up", "spool": "up"}
+        "kafka": "up", "postgres": "up", "redis": "up", "spool": "up", "archive": "up"}
