@@ -33,6 +33,22 @@ def services() -> None:
 
 
 @pytest.fixture
+async def own_database(services: None, unique: str) -> AsyncIterator[str]:
+    """A fresh, migrated database for a test whose answers are global (an all-time leaderboard ranks every
+    rule in the database), so they do not depend on what earlier tests and runs left in the shared one."""
+    name = f"ingestflow_t_{unique}"
+    admin = await asyncpg.connect(DSN)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+        dsn = DSN.rsplit("/", 1)[0] + "/" + name
+        await migrate(dsn)
+        yield dsn
+    finally:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.close()
+
+
+@pytest.fixture
 async def pg(services: None) -> AsyncIterator[asyncpg.Connection]:
     conn = await asyncpg.connect(DSN)
     yield conn
@@ -92,16 +108,23 @@ def spawn(tmp_path: Path, services: None) -> Iterator[Callable[..., Process]]:
 
 async def eventually(check: Callable[[], Any], timeout: float = 60.0, interval: float = 0.5,
                      what: str = "condition") -> Any:
-    """Polls until check() returns a truthy value (awaiting it when it is a coroutine)."""
+    """Polls until check() returns a truthy value (awaiting it when it is a coroutine). A check may also
+    assert: its last AssertionError is what the timeout reports, so a failure shows the difference."""
     deadline = time.monotonic() + timeout
     last: Any = None
     while time.monotonic() < deadline:
-        last = check()
-        if asyncio.iscoroutine(last):
-            last = await last
-        if last:
-            return last
+        try:
+            last = check()
+            if asyncio.iscoroutine(last):
+                last = await last
+        except AssertionError as exc:
+            last = exc
+        else:
+            if last:
+                return last
         await asyncio.sleep(interval)
+    if isinstance(last, AssertionError):
+        raise AssertionError(f"{what} not reached within {timeout}s; last failure:\n{last}") from last
     raise AssertionError(f"{what} not reached within {timeout}s; last value: {last!r}")
 
 

@@ -32,7 +32,7 @@ async def test_kill_9_mid_stream_and_replayed_input_count_each_event_once(
     bootstrap = env["KAFKA_BOOTSTRAP_SERVERS"]
     # Large enough that one take_events batch (1000 records) cannot hold it all: the kill lands mid-stream.
     stream = analytics_data.build(prefix, copies=400, plain_views=400, author_for={2: f"{prefix}-bob"})
-    await start_group_at_end(env["WORKER_APP_ID"], ("events", "rules"))
+    await start_group_at_end(env["WORKER_APP_ID"])
     # The same input twice (a producer retrying everything), plus one record no one can decode.
     await analytics_data.produce(bootstrap, "events", stream.records)
     await analytics_data.produce(bootstrap, "events", [(f"{prefix}-r0", b"{not json", stream.records[0][2])])

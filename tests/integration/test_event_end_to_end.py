@@ -7,13 +7,14 @@ from typing import Any
 import aiohttp
 import asyncpg
 
-from .conftest import eventually, wait_http
+from .conftest import eventually, start_group_at_end, wait_http
 
 
 async def test_event_walks_from_http_to_postgres(
         spawn: Callable[..., Any], env_factory: Callable[..., dict[str, str]], pg: asyncpg.Connection,
         unique: str) -> None:
     env = env_factory(PORT="18787", WORKER_PORT="16066", WORKER_APP_ID=f"e2e-{unique}")
+    await start_group_at_end(env["WORKER_APP_ID"])
     worker = spawn(["worker"], env)
     gateway = spawn(["gateway"], env)
     await wait_http("http://127.0.0.1:18787/health")

@@ -7,7 +7,7 @@ from typing import Any
 
 import aiohttp
 
-from .conftest import eventually, wait_http
+from .conftest import eventually, start_group_at_end, wait_http
 
 
 async def _get(url: str) -> tuple[int, dict[str, Any]]:
@@ -19,6 +19,7 @@ async def test_worker_readiness_names_the_missing_database(
         spawn: Callable[..., Any], env_factory: Callable[..., dict[str, str]], unique: str) -> None:
     env = env_factory(PORT="18461", WORKER_PORT="16461", WORKER_APP_ID=f"health-{unique}",
                       DATABASE_URL="postgresql://ingestflow:ingestflow@127.0.0.1:1/ingestflow_test")
+    await start_group_at_end(env["WORKER_APP_ID"])
     worker = spawn(["worker"], env)
     try:
         await wait_http("http://127.0.0.1:16461/health/live", timeout=90)
