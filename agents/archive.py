@@ -7,8 +7,10 @@ send. Cuts happen at fixed positions in the topic, so a replay cuts the same bat
 Exactly once: the batches cut from one take_events batch are uploaded (bounded concurrency) and logged
 `success` before the table is written and before Faust may ack those events; the table keeps a per-user
 offset watermark so any record or control replayed after a crash is a no-op, and a batch replayed after
-its upload finds its `success` row and is not uploaded twice. The loop never raises: a bad record is
-dead-lettered, a backend or PostgreSQL outage is retried until it passes (the partition waits).
+its upload finds its `success` row and is not uploaded twice. A record already buffered with the same
+content (user, website_uid, fingerprint in `archive-seen`) is dropped, so producing the same records twice
+(an import run again) archives them once. The loop never raises: a bad record is dead-lettered, a backend or
+PostgreSQL outage is retried until it passes (the partition waits).
 """
 from __future__ import annotations
 
@@ -25,9 +27,11 @@ from ingestflow.app.archive.state import ArchiveState
 from ingestflow.app.clock import Clock
 from ingestflow.app.errors import ValidationError
 from ingestflow.app.kafka import OutgoingMessage, Producer
+from ingestflow.app.observability import PROCESSED
 from ingestflow.app.retry import retry
 from ingestflow.schemas import records as schema
 from ingestflow.schemas.topics import RECORDS
+from ingestflow.tables import archive_seen
 
 from .dead_letter import dead_letter
 
@@ -37,6 +41,7 @@ log = logging.getLogger(__name__)
 BATCH_SIZE = 2000
 BATCH_WITHIN_S = 0.5
 TIMER_INTERVAL_S = 1.0
+AGENT = "archive"
 
 
 @dataclass
@@ -99,9 +104,11 @@ def flush_all_messages(partitions: int) -> list[OutgoingMessage]:
 class Processor:
     """The decisions of one take_events batch, kept apart from Faust so they can be tested without a broker."""
 
-    def __init__(self, table: Any, sink: ArchiveSink, *, buffer_size: int,
+    def __init__(self, table: Any, seen: Any, sink: ArchiveSink, *, buffer_size: int, retention_s: float,
                  set_current: Callable[[Any], None], dead_letters: Any) -> None:
         self.table = table
+        self.seen = seen
+        self.retention_s = retention_s
         self.sink = sink
         self.buffer_size = buffer_size
         self.set_current = set_current
@@ -111,6 +118,7 @@ class Processor:
         entries: dict[str, Entry] = {}
         last_event: dict[str, Any] = {}
         batches: list[Batch] = []
+        fingerprints: dict[str, tuple[str, Any]] = {}  # archive-seen key -> (fingerprint, event), written last
 
         def entry_for(user: str, partition: int) -> Entry:
             if user not in entries:
@@ -125,6 +133,7 @@ class Processor:
                 item = schema.decode_any(event.value)
             except ValidationError as exc:
                 await dead_letter(self.dead_letters, event, exc)
+                PROCESSED.labels(agent=AGENT, outcome="dead-lettered").inc()
                 continue
             if isinstance(item, schema.Control) and item.action == "flush-all":
                 for user in self._users_of(message.partition, entries):
@@ -139,18 +148,37 @@ class Processor:
             if isinstance(item, schema.Control):
                 batch = cut(entry, int(user), message.offset)
             else:
-                batch = append(entry, item.user_id, message.offset, message.timestamp, item.archived(),
-                               self.buffer_size)
+                record = item.archived()
+                seen_key, print_ = archive_seen.key(user, item.wuid), archive_seen.fingerprint(record)
+                if message.offset > entry.upto:  # not a replay of what this entry already holds
+                    if self._seen(seen_key, print_, event, fingerprints):
+                        PROCESSED.labels(agent=AGENT, outcome="duplicate").inc()
+                        continue
+                    fingerprints[seen_key] = (print_, event)
+                    PROCESSED.labels(agent=AGENT, outcome="buffered").inc()
+                batch = append(entry, item.user_id, message.offset, message.timestamp, record, self.buffer_size)
             if batch:
                 batches.append(batch)
         if batches:
             # Uploads and their success rows are durable before the table changes and before any ack.
             await self.sink.archive_many(batches)
+        # No await from here on: the pending records and their fingerprints commit in one transaction, so a
+        # crash can never leave a fingerprint whose record was not buffered.
         for user, entry in entries.items():
             if user in last_event:
                 self.set_current(last_event[user])
                 self.table[user] = entry.dump()
+        for seen_key, (print_, event) in fingerprints.items():
+            self.set_current(event)
+            self.seen[seen_key] = print_
         return batches
+
+    def _seen(self, key: str, print_: str, event: Any, batch: dict[str, tuple[str, Any]]) -> bool:
+        """True when this exact record is already buffered or archived (within the retention)."""
+        if key in batch:
+            return batch[key][0] == print_
+        windows = self.seen[key]
+        return print_ in (windows.value(event), windows.delta(self.retention_s, event))
 
     def _users_of(self, partition: int, working: dict[str, Entry]) -> list[str]:
         users = {u for u, e in working.items() if e.partition == partition}
@@ -193,8 +221,8 @@ class BufferTimer:
             p: (u, r, datetime.fromtimestamp(o, timezone.utc) if o else None) for p, (u, r, o) in stats.items()})
 
 
-def register(app: Any, *, records: Any, dead_letters: Any, table: Any, sink: ArchiveSink, state: ArchiveState,
-             producer: Producer, clock: Clock, settings: Any, clients: list[Any]) -> Any:
+def register(app: Any, *, records: Any, dead_letters: Any, table: Any, seen: Any, sink: ArchiveSink,
+             state: ArchiveState, producer: Producer, clock: Clock, settings: Any, clients: list[Any]) -> Any:
     class ArchiveClients(Service):
         """The archive backend and the control producer: connected before the agent runs, closed last."""
 
@@ -209,9 +237,10 @@ def register(app: Any, *, records: Any, dead_letters: Any, table: Any, sink: Arc
     app.service(ArchiveClients)
 
     # One actor per partition (isolated_partitions): a slow upload holds back only its own partition.
-    @app.agent(records, name="archive", isolated_partitions=True)
+    @app.agent(records, name=AGENT, isolated_partitions=True)
     async def archive(stream: Any) -> None:
-        processor = Processor(table, sink, buffer_size=settings.buffer_size,
+        processor = Processor(table, seen, sink, buffer_size=settings.buffer_size,
+                              retention_s=settings.dedup_retention_days * 86400.0,
                               set_current=stream._set_current_event, dead_letters=dead_letters)
         async for events in stream.take_events(BATCH_SIZE, within=BATCH_WITHIN_S):
             try:
@@ -258,6 +287,8 @@ def wire(app: Any, *, settings: Any, db: Any, records: Any, dead_letters: Any) -
     sink = ArchiveSink(backend, TransferLogs(db), keyring, app_id=settings.worker_id,
                         concurrency=settings.archive_concurrency)
     return register(app, records=records, dead_letters=dead_letters,
-                    table=archive_pending.define(app, partitions=RECORDS.partitions), sink=sink,
+                    table=archive_pending.define(app, partitions=RECORDS.partitions),
+                    seen=archive_seen.define(app, partitions=RECORDS.partitions,
+                                             retention_days=settings.dedup_retention_days), sink=sink,
                     state=ArchiveState(db, settings.worker_id, settings.cron_schedule), producer=producer,
                     clock=SystemClock(), settings=settings, clients=[backend, producer])

@@ -5,13 +5,18 @@ from typing import Any
 
 import orjson
 
-__all__ = ["dumps", "loads", "DecodeError"]
+__all__ = ["dumps", "dumps_canonical", "loads", "DecodeError"]
 
 DecodeError = orjson.JSONDecodeError
 
 
 def dumps(value: Any) -> bytes:
     return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS)
+
+
+def dumps_canonical(value: Any) -> bytes:
+    """Sorted keys: equal values give equal bytes (for fingerprints and hashes)."""
+    return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS | orjson.OPT_SORT_KEYS)
 
 
 def loads(data: bytes | bytearray | memoryview | str) -> Any:

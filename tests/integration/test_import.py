@@ -1,20 +1,26 @@
-"""`ingestflow import` as an operator runs it: report, rejected lines, dry run, backup, and the real topics."""
+"""`ingestflow import` as an operator runs it: report, rejected lines, dry run, backup, the real topics, and
+a worker that archives an import run twice only once."""
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import asyncpg
 from aiokafka import AIOKafkaConsumer
 
 from ingestflow.app import serde
+from ingestflow.app.archive.local import LocalBackend
 
 from ..conftest import BASE_ENV
-from .conftest import DSN
+from .archive_support import archived_uids, success_rows, unique_user_ids
+from .conftest import DSN, eventually, start_group_at_end
 
 
 def _run(args: list[str], env: dict[str, str], cwd: Path) -> tuple[int, dict[str, Any], str]:
@@ -83,3 +89,42 @@ async def test_import_user_data_buffer_from_postgres(
     produced = await _values("website-records", unique.encode())
     assert sorted(v["wuid"] for v in produced) == sorted(e["wuid"] for e in entries)
     assert {v["user_id"] for v in produced} == {user}
+
+
+async def test_importing_records_twice_archives_each_record_once(
+        pg: asyncpg.Connection, spawn: Callable[..., Any], unique: str, tmp_path: Path,
+        env_factory: Callable[..., dict[str, str]]) -> None:
+    users = unique_user_ids(2)
+    env = env_factory(WORKER_PORT="16481", WORKER_APP_ID=f"import-archive-{unique}", ARCHIVE_MAX_AGE_S="2")
+    archive = LocalBackend(Path(env["ARCHIVE_URL"][len("local://"):]))
+    lines = [{"user_id": u, "wuid": f"w{i}-{u}", "cleaned": {"title": f"T{i}"}, "context": "ctx"}
+             for u in users for i in range(3)]
+    path = tmp_path / "records.ndjson"
+    path.write_text("".join(serde.dumps(line).decode() + "\n" for line in lines))
+    await start_group_at_end(env["WORKER_APP_ID"])
+    worker = spawn(["worker"], env)
+    try:
+        code, report, stderr = _run(["records", str(path)], env, tmp_path)
+        assert code == 0 and report["produced"] == 6, stderr
+
+        async def archived(n: int) -> Any:
+            rows = await success_rows(pg, users, archive)
+            uids = await archived_uids(archive, rows)
+            return uids if sum(uids.values()) >= n else None
+        await eventually(lambda: archived(6), timeout=90, what="the first import archived")
+        # The same file again, with one record changed and one new: only those two are archived again.
+        lines[0]["cleaned"] = {"title": "T0, edited"}
+        path.write_text("".join(serde.dumps(line).decode() + "\n" for line in lines)
+                        + serde.dumps({"user_id": users[1], "wuid": "late", "cleaned": {}, "context": ""}).decode())
+        code, report, stderr = _run(["records", str(path)], env, tmp_path)
+        assert code == 0 and report["produced"] == 7, stderr
+        uids = await eventually(lambda: archived(8), timeout=90, what="the changed and the new record archived")
+        await asyncio.sleep(4)  # past ARCHIVE_MAX_AGE_S: a duplicate that would be archived is archived by now
+        uids = await archived(0)
+        assert uids == Counter({**{line["wuid"]: 1 for line in lines}, lines[0]["wuid"]: 2, "late": 1})
+        async with aiohttp.ClientSession() as http, http.get("http://127.0.0.1:16481/metrics") as resp:
+            text = await resp.text()
+        assert 'ingestflow_processed_total{agent="archive",outcome="duplicate"} 5.0' in text
+    except AssertionError:
+        print(worker.tail(60))
+        raise

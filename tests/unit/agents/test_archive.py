@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from types import SimpleNamespace
 from typing import Any
 
 from ingestflow.agents.archive import Entry, Processor, append, cut, is_stale
@@ -46,9 +47,19 @@ def rec(user: int, wuid: str) -> bytes:
     return records.WebsiteRecord(user, wuid, {"k": wuid}, "ctx").encode()
 
 
-def processor(table: dict[str, Any], buffer_size: int = 3) -> tuple[Processor, Sink, DeadLetters]:
+class Seen(dict):  # type: ignore[type-arg]
+    """`archive-seen` without windows: every fingerprint counts as within the retention."""
+
+    def __getitem__(self, key: str) -> Any:
+        value = self.get(key, "")
+        return SimpleNamespace(value=lambda event: value, delta=lambda seconds, event: "")
+
+
+def processor(table: dict[str, Any], buffer_size: int = 3, seen: Seen | None = None
+              ) -> tuple[Processor, Sink, DeadLetters]:
     sink, dl = Sink(), DeadLetters()
-    return Processor(table, sink, buffer_size=buffer_size, set_current=lambda e: None, dead_letters=dl), sink, dl
+    return Processor(table, Seen() if seen is None else seen, sink, buffer_size=buffer_size, retention_s=7 * 86400,
+                     set_current=lambda e: None, dead_letters=dl), sink, dl
 
 
 def events(partition: int, start: int, values: list[bytes]) -> list[Event]:
@@ -88,6 +99,25 @@ async def test_replayed_records_and_controls_are_no_ops() -> None:
     await proc.handle(evs)  # the whole batch again, as after a crash before the offsets committed
     assert [b.offsets for b in sink.batches] == [(0, 1)]
     assert table["5"]["offsets"] == [3]
+
+
+async def test_the_same_records_produced_again_are_archived_once_and_changed_ones_again() -> None:
+    table: dict[str, Any] = {}
+    proc, sink, _ = processor(table, buffer_size=100)
+    first = [rec(4, "a"), rec(4, "b"), rec(4, "a")]  # a repeat inside one batch too
+    await proc.handle(events(0, 0, first + [records.flush_user(4)[1]]))
+    changed = records.WebsiteRecord(4, "b", {"k": "new"}, "ctx").encode()
+    # The same import again at later offsets, plus one changed record and one new one.
+    await proc.handle(events(0, 4, [rec(4, "a"), rec(4, "b"), changed, rec(4, "c"), records.flush_user(4)[1]]))
+    assert [[r["website_uid"] for r in b.records] for b in sink.batches] == [["a", "b"], ["b", "c"]]
+    assert sink.batches[1].records[0]["cleanedJson"] == {"k": "new"}
+
+
+async def test_another_users_identical_record_is_not_a_duplicate() -> None:
+    table: dict[str, Any] = {}
+    proc, sink, _ = processor(table, buffer_size=1)
+    await proc.handle(events(0, 0, [rec(1, "same"), rec(2, "same")]))
+    assert [b.user_id for b in sink.batches] == [1, 2]
 
 
 async def test_flush_all_cuts_every_user_of_its_partition_only() -> None:
