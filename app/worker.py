@@ -10,7 +10,7 @@ from typing import Any
 
 import faust
 from mode import Service
-from faust.sensors.prometheus import setup_prometheus_sensors
+from faust.sensors.prometheus import PrometheusMonitor, setup_prometheus_sensors
 
 from ingestflow.agents import crawl as crawl_agent
 from ingestflow.agents import donations as donations_agent
@@ -35,6 +35,27 @@ from .settings import Settings
 __all__ = ["build_app", "run_worker"]
 
 log = logging.getLogger(__name__)
+
+
+class LeanPrometheusMonitor(PrometheusMonitor):
+    """Faust's Prometheus sensor without its per-table-operation and per-send hooks: they ran on every table
+    read, every table write and every changelog record (about 8% of the analytics pipeline's CPU), and no
+    dashboard uses them (table sizes are ingestflow_table_keys)."""
+
+    def on_table_get(self, table: Any, key: Any) -> None:
+        pass
+
+    def on_table_set(self, table: Any, key: Any, value: Any) -> None:
+        pass
+
+    def on_table_del(self, table: Any, key: Any) -> None:
+        pass
+
+    def on_send_initiated(self, producer: Any, topic: str, message: Any, keysize: int, valsize: int) -> Any:
+        return None
+
+    def on_send_completed(self, producer: Any, state: Any, metadata: Any) -> None:
+        pass
 
 
 def build_app(settings: Settings) -> faust.App:
@@ -119,9 +140,10 @@ def build_app(settings: Settings) -> faust.App:
     # streams pause to drain it every hundred writes. A batch of ours writes more than that at once.
     app.producer.buffer.max_messages = 10_000
 
-    # Faust's own sensors (offsets per partition, so consumer lag; events; table operations; rebalances)
-    # join ingestflow's metrics on /metrics: both live in prometheus-client's default registry.
+    # Faust's own sensors (offsets per partition, so consumer lag; events; rebalances) join ingestflow's
+    # metrics on /metrics: both live in prometheus-client's default registry.
     setup_prometheus_sensors(app, name_prefix="faust")
+    app.monitor = LeanPrometheusMonitor(metrics=app.monitor._metrics)
     table_sizes(app)
 
     probe_producer = Producer(settings.kafka_bootstrap, send_timeout=2.0, client_id="ingestflow-health")
