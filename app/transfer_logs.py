@@ -62,6 +62,13 @@ class TransferLogs:
             "INSERT INTO transfer_logs (user_id, batch_id, entries_transferred, status)"
             " VALUES ($1, $2, $3, 'pending') RETURNING id", user_id, batch_id, entries))
 
+    async def add_failed(self, user_id: int, batch_id: str, entries: int, at: float, error: str) -> None:
+        """A failed attempt recorded after the fact (it happened while PostgreSQL was down)."""
+        await self._db.execute(
+            "INSERT INTO transfer_logs (user_id, batch_id, entries_transferred, status, transferred_at,"
+            " error_message) VALUES ($1, $2, $3, 'failed', to_timestamp($4), $5)",
+            user_id, batch_id, entries, at, error[:MAX_ERROR])
+
     async def fail(self, row_id: int, error: str) -> None:
         await self._db.execute(
             "UPDATE transfer_logs SET status = 'failed', error_message = $2, updated_at = NOW() WHERE id = $1",

@@ -14,6 +14,7 @@ import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from typing import Any
 
 from ingestflow.app import serde
@@ -53,6 +54,41 @@ class Batch:
         return plaintext(self.user_id, self.records)
 
 
+@dataclass
+class Unlogged:
+    """A batch's attempts that PostgreSQL was too down to record. Once it answers again, before the next
+    attempt goes on, they are written: one `failed` row for the attempts that could not start (with their
+    count and time span), and the rows left `pending` by uploads that failed meanwhile turn `failed`.
+    So transfer_logs shows the outage's failed attempts, then the success."""
+
+    count: int = 0
+    first: float = 0.0
+    last: float = 0.0
+    reason: str = ""
+    pending_rows: list[tuple[int, str]] = field(default_factory=list)
+
+    def missed(self, exc: Exception) -> None:
+        now = time.time()
+        self.first = self.first or now
+        self.last, self.count = now, self.count + 1
+        self.reason = f"{type(exc).__name__}: {exc}"[:300]
+
+    async def write(self, logs: TransferLogs, user_id: int, batch_id: str, entries: int) -> None:
+        if self.count:
+            await logs.add_failed(user_id, batch_id, entries, self.first,
+                                  f"{self.count} attempt(s) could not reach PostgreSQL between "
+                                  f"{_iso(self.first)} and {_iso(self.last)}: {self.reason}")
+            self.count, self.first = 0, 0.0
+        while self.pending_rows:
+            row, reason = self.pending_rows[0]
+            await logs.fail(row, reason)
+            self.pending_rows.pop(0)
+
+
+def _iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, timezone.utc).isoformat(timespec="seconds")
+
+
 class ArchiveSink:
     def __init__(self, backend: ArchiveBackend, logs: TransferLogs, keyring: Keyring, *, app_id: str,
                  concurrency: int, retry_base: float = 0.2, retry_cap: float = 5.0) -> None:
@@ -82,8 +118,15 @@ class ArchiveSink:
         blob = seal(self._keyring, batch.plaintext(), user_id=batch.user_id, count=len(batch.records),
                     batch_id=bytes.fromhex(bid))
 
+        unlogged = Unlogged()
+
         async def attempt() -> tuple[int | None, str]:
-            row, existing = await self._logs.begin(batch.user_id, bid, len(batch.records))
+            try:
+                await unlogged.write(self._logs, batch.user_id, bid, len(batch.records))
+                row, existing = await self._logs.begin(batch.user_id, bid, len(batch.records))
+            except Exception as exc:  # PostgreSQL down: no row for this attempt; written once it is back
+                unlogged.missed(exc)
+                raise
             if row is None:
                 assert existing is not None
                 return None, existing
@@ -98,8 +141,9 @@ class ArchiveSink:
                 reason = f"{type(exc).__name__}: {exc}"
                 try:
                     await self._logs.fail(row, reason)
-                except Exception as log_exc:  # PostgreSQL down too: the process log keeps the attempt
+                except Exception as log_exc:  # PostgreSQL down too: marked failed once it is back
                     log.warning("%s: could not log the failure: %s", what, type(log_exc).__name__)
+                    unlogged.pending_rows.append((row, reason))
                 raise
 
         row, uploaded = await retry(attempt, what=what, base=self._base, cap=self._cap)

@@ -75,6 +75,15 @@ async def test_postgres_outage_pauses_archiving_then_resumes_without_loss(
         seen = await archived_uids(archive, rows)
         assert sorted(seen) == sorted(sent) and set(seen.values()) == {1}
         assert len(rows) == 4
+        # transfer_logs tells the outage's story: attempts that failed while PostgreSQL was down, recorded
+        # once it was back, then the success of the same batch.
+        log_rows = await pg.fetch("SELECT id, batch_id, status, error_message FROM transfer_logs"
+                                  " WHERE user_id = ANY($1::bigint[]) ORDER BY id", users)
+        failed = [r for r in log_rows if r["status"] == "failed"]
+        assert failed and all("could not reach PostgreSQL" in r["error_message"] for r in failed)
+        success_id = {r["batch_id"]: r["id"] for r in log_rows if r["status"] == "success"}
+        assert all(r["id"] < success_id[r["batch_id"]] for r in failed)
+        assert not [r for r in log_rows if r["status"] == "pending"]
     except AssertionError:
         print(worker.tail(80))
         raise
