@@ -31,7 +31,11 @@ def author_days_to_recompute(
     touched: (rule, day) counted in the batch; authors: rule -> current author (None when unknown);
     moved_rule_days: every (rule, day) of rules whose author changed; old_authors: their previous author.
     """
-    pairs = {(authors[rule], day) for rule, day in touched if authors.get(rule)}
+    pairs: set[tuple[str, date]] = set()
+    for rule, day in touched:
+        author = authors.get(rule)
+        if author:
+            pairs.add((author, day))
     for rule, day in moved_rule_days:
         for author in (authors.get(rule), old_authors.get(rule)):
             if author:

@@ -9,8 +9,9 @@ commit sends it again), so consumers deduplicate on `stripeEventId`.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from datetime import datetime, timezone
-from typing import Any, Protocol
+from typing import Any, Protocol, TypedDict
 
 from ingestflow.app import serde
 from ingestflow.app.donation_store import DonationRow
@@ -35,12 +36,22 @@ class Store(Protocol):
     async def recompute_authors(self, authors: Any) -> None: ...
 
 
-def _str(obj: dict[str, Any], key: str) -> str | None:
+class _Common(TypedDict):
+    """The DonationRow fields every event type fills the same way."""
+    stripe_event_id: str
+    event_type: str
+    author_id: str | None
+    currency: str | None
+    occurred_at: datetime
+    payload: dict[str, Any]
+
+
+def _str(obj: Mapping[str, Any], key: str) -> str | None:
     value = obj.get(key)
     return value if isinstance(value, str) and value else None
 
 
-def _int(obj: dict[str, Any], *keys: str) -> int:
+def _int(obj: Mapping[str, Any], *keys: str) -> int:
     for key in keys:
         value = obj.get(key)
         if isinstance(value, int) and not isinstance(value, bool):
@@ -53,11 +64,12 @@ def _int(obj: dict[str, Any], *keys: str) -> int:
 def to_row(event: StripeEvent) -> DonationRow:
     """The `donations` row for one Stripe event; unknown types are kept with status "ignored"."""
     obj = event.data_object
-    metadata = obj.get("metadata") if isinstance(obj.get("metadata"), dict) else {}
+    raw_metadata = obj.get("metadata")
+    metadata: Mapping[str, Any] = raw_metadata if isinstance(raw_metadata, dict) else {}
     author = _str(metadata, "authorId")
     occurred = datetime.fromtimestamp(event.created, timezone.utc)
-    common = {"stripe_event_id": event.id, "event_type": event.type, "author_id": author,
-              "currency": _str(obj, "currency"), "occurred_at": occurred, "payload": event.raw}
+    common: _Common = {"stripe_event_id": event.id, "event_type": event.type, "author_id": author,
+                       "currency": _str(obj, "currency"), "occurred_at": occurred, "payload": event.raw}
     if event.type == "checkout.session.completed":
         return DonationRow(payment_ref=_str(obj, "payment_intent") or _str(obj, "id"),
                            amount_cents=_int(obj, "amount_total"), status="succeeded", **common)

@@ -211,8 +211,8 @@ def register(app: Any, *, channel: Any, dead_letters: Any, tables: Tables, optio
                 rows, entries = read_back(stream, batch)
                 # PostgreSQL down: keep retrying; this partition waits, and nothing is acknowledged meanwhile.
                 await retry(lambda: flush(batch, rows, entries), what="write daily metrics")
-            for event, exc in failed:
-                await dead_letter(dead_letters, event, exc)
+            for event, error in failed:
+                await dead_letter(dead_letters, event, error)
             # From the newest record's timestamp (its event time) to its metrics being durable.
             PROCESSING_LATENCY.labels(agent=AGENT).observe(max(0.0, time.time() - events[-1].message.timestamp))
 

@@ -37,4 +37,5 @@ def log_sum(values: Iterable[float]) -> float:
 
 def decayed(log_score: float, now: float, half_life_s: float) -> float:
     """The score as of `now`."""
-    return 2.0 ** (log_score - (now - EPOCH) / half_life_s)
+    score: float = 2.0 ** (log_score - (now - EPOCH) / half_life_s)  # float ** float is typed Any
+    return score

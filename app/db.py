@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import logging
 from importlib import resources
-from typing import Any
+from typing import Any, cast
 
 import asyncpg
 
@@ -52,13 +52,13 @@ class Database:
         return self.pool
 
     async def execute(self, query: str, *args: Any) -> str:
-        return await (await self.connected()).execute(query, *args)
+        return cast(str, await (await self.connected()).execute(query, *args))
 
     async def executemany(self, query: str, args: list[tuple[Any, ...]]) -> None:
         await (await self.connected()).executemany(query, args)
 
     async def fetch(self, query: str, *args: Any) -> list[asyncpg.Record]:
-        return await (await self.connected()).fetch(query, *args)
+        return cast(list[asyncpg.Record], await (await self.connected()).fetch(query, *args))
 
     async def fetchrow(self, query: str, *args: Any) -> asyncpg.Record | None:
         return await (await self.connected()).fetchrow(query, *args)

@@ -8,10 +8,11 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import NotRequired, TypedDict
 
 from .observability import DEPENDENCY_UP
 
-__all__ = ["Probe", "check", "readiness"]
+__all__ = ["Probe", "Readiness", "check", "readiness"]
 
 CHECK_TIMEOUT_S = 2.0
 
@@ -21,6 +22,13 @@ class Probe:
     name: str
     call: Callable[[], Awaitable[object]]
     required: bool = True
+
+
+class Readiness(TypedDict):
+    """The readiness body: `reasons` lists the failing required dependencies, only when there are some."""
+    status: str
+    dependencies: list[dict[str, object]]
+    reasons: NotRequired[list[str]]
 
 
 async def check(name: str, probe: Callable[[], Awaitable[object]]) -> dict[str, object]:
@@ -36,13 +44,13 @@ async def check(name: str, probe: Callable[[], Awaitable[object]]) -> dict[str, 
     return {"name": name, "status": "up", "latencyMs": round((time.perf_counter() - started) * 1000, 1)}
 
 
-async def readiness(probes: list[Probe]) -> tuple[bool, dict[str, object]]:
+async def readiness(probes: list[Probe]) -> tuple[bool, Readiness]:
     """(ready, body): ready when every required dependency is up; the body names each one and why not."""
     results = await asyncio.gather(*(check(p.name, p.call) for p in probes))
     for probe, result in zip(probes, results):
         result["required"] = probe.required
     failing = [f"{r['name']}: {r['error']}" for r, p in zip(results, probes) if p.required and r["status"] != "up"]
-    body: dict[str, object] = {"status": "ready" if not failing else "not ready", "dependencies": list(results)}
+    body: Readiness = {"status": "ready" if not failing else "not ready", "dependencies": list(results)}
     if failing:
         body["reasons"] = failing
     return not failing, body

@@ -22,7 +22,7 @@ async def live(request: web.Request) -> web.Response:
 
 
 @routes.get("/health/ready")
-async def ready(request: web.Request) -> web.Response:
+async def ready(request: web.Request) -> web.StreamResponse:
     """Readiness: 200 when the gateway can accept input now, else 503 with the reasons."""
     return await health(request)
 

@@ -5,6 +5,7 @@ Nothing else in the code base reads os.environ: components receive the values th
 """
 from __future__ import annotations
 
+import builtins
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -47,7 +48,10 @@ class SecretStr:
 
 
 class _Env:
-    """Typed reads of one environment mapping, each failure naming its variable."""
+    """Typed reads of one environment mapping, each failure naming its variable.
+
+    Its methods `str`, `int`, `float` and `list` shadow the builtins inside the class body, so annotations
+    after their definitions name the builtins explicitly (`builtins.str`, ...)."""
 
     def __init__(self, env: Mapping[str, str]) -> None:
         self.env = env
@@ -60,11 +64,12 @@ class _Env:
             raise ConfigError(name, "is required but not set")
         return default
 
-    def optional(self, name: str) -> str | None:
+    def optional(self, name: builtins.str) -> builtins.str | None:
         value = self.env.get(name, "").strip()
         return value or None
 
-    def int(self, name: str, default: int, minimum: int = 0, maximum: int | None = None) -> int:
+    def int(self, name: builtins.str, default: builtins.int, minimum: builtins.int = 0,
+            maximum: builtins.int | None = None) -> builtins.int:
         raw = self.env.get(name, "").strip()
         if not raw:
             return default
@@ -77,7 +82,7 @@ class _Env:
             raise ConfigError(name, f"must be {bound}, got {value}")
         return value
 
-    def float(self, name: str, default: float, minimum: float = 0.0) -> float:
+    def float(self, name: builtins.str, default: builtins.float, minimum: builtins.float = 0.0) -> builtins.float:
         raw = self.env.get(name, "").strip()
         if not raw:
             return default
@@ -89,7 +94,7 @@ class _Env:
             raise ConfigError(name, f"must be at least {minimum}, got {value}")
         return value
 
-    def secret(self, name: str, min_length: int = 0, required: bool = False) -> SecretStr | None:
+    def secret(self, name: builtins.str, min_length: builtins.int = 0, required: bool = False) -> SecretStr | None:
         value = self.env.get(name, "").strip()
         if not value:
             if required:
@@ -99,14 +104,14 @@ class _Env:
             raise ConfigError(name, f"must be at least {min_length} characters long")
         return SecretStr(value)
 
-    def url(self, name: str, default: str, schemes: tuple[str, ...]) -> str:
+    def url(self, name: builtins.str, default: builtins.str, schemes: tuple[builtins.str, ...]) -> builtins.str:
         value = self.str(name, default)
         parsed = urlparse(value)
         if parsed.scheme not in schemes:
             raise ConfigError(name, f"must be a URL with scheme {' or '.join(schemes)}, got scheme {parsed.scheme!r}")
         return value
 
-    def list(self, name: str, default: str = "") -> tuple[str, ...]:
+    def list(self, name: builtins.str, default: builtins.str = "") -> tuple[builtins.str, ...]:
         raw = self.env.get(name, default)
         return tuple(part.strip() for part in raw.split(",") if part.strip())
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 import asyncpg
 
@@ -43,8 +43,8 @@ class TransferLogs:
         self._db = db
 
     async def success_cid(self, batch_id: str) -> str | None:
-        return await self._db.fetchval(
-            "SELECT lighthouse_hash FROM transfer_logs WHERE batch_id = $1 AND status = 'success'", batch_id)
+        return cast(str | None, await self._db.fetchval(
+            "SELECT lighthouse_hash FROM transfer_logs WHERE batch_id = $1 AND status = 'success'", batch_id))
 
     async def begin(self, user_id: int, batch_id: str, entries: int) -> tuple[int | None, str | None]:
         """One round trip: (new pending row id, None), or (None, CID) when the batch already succeeded."""

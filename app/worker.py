@@ -143,7 +143,9 @@ def build_app(settings: Settings) -> faust.App:
     # Faust's own sensors (offsets per partition, so consumer lag; events; rebalances) join ingestflow's
     # metrics on /metrics: both live in prometheus-client's default registry.
     setup_prometheus_sensors(app, name_prefix="faust")
-    app.monitor = LeanPrometheusMonitor(metrics=app.monitor._metrics)
+    monitor = app.monitor  # typed as faust's base Monitor; setup_prometheus_sensors just set a PrometheusMonitor
+    assert isinstance(monitor, PrometheusMonitor)
+    app.monitor = LeanPrometheusMonitor(metrics=monitor._metrics)
     table_sizes(app)
 
     probe_producer = Producer(settings.kafka_bootstrap, send_timeout=2.0, client_id="ingestflow-health")
@@ -157,17 +159,21 @@ def build_app(settings: Settings) -> faust.App:
     async def live(web: Any, request: Any) -> Any:
         return web.json({"status": "alive", "worker": settings.worker_id})
 
-    @app.page("/health/ready")
-    async def ready(web: Any, request: Any) -> Any:
+    async def ready_response(web: Any) -> Any:
         ok, body = await readiness(probes)
         if app.rebalancing:
             ok, body["status"] = False, "not ready"
             body.setdefault("reasons", []).append("kafka: consumer group is rebalancing")
         return web.json({**body, "worker": settings.worker_id}, status=200 if ok else 503)
 
+    @app.page("/health/ready")
+    async def ready(web: Any, request: Any) -> Any:
+        return await ready_response(web)
+
+    # app.page turns a handler into a View class, so one page cannot await another page's handler.
     @app.page("/health")
     async def health(web: Any, request: Any) -> Any:
-        return await ready(web, request)
+        return await ready_response(web)
 
     return app
 

@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# The whole test suite: unit tests and integration tests against the real Kafka, PostgreSQL, Redis and
-# kubo (the suite starts the services it finds stopped). Extra arguments go to pytest.
+# The whole test suite: mypy --strict (deploy/typecheck.sh), then unit tests and integration tests against
+# the real Kafka, PostgreSQL, Redis and kubo (the suite starts the services it finds stopped). Extra
+# arguments go to pytest.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 "$root/deploy/setup.sh"
+"$root/deploy/typecheck.sh"
 "$root/deploy/services.sh" start
 exec python3 -m pytest -p no:cacheprovider "$@"

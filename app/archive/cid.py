@@ -10,6 +10,7 @@ Bigger objects are DAGs whose root depends on the chunker: those CIDs are checke
 from __future__ import annotations
 
 import base64
+import binascii
 import hashlib
 from dataclasses import dataclass
 
@@ -101,7 +102,7 @@ def parse_cid(text: str) -> Cid:
             raise ValueError("only sha2-256 multihashes are supported")
         if codec not in (RAW, DAG_PB):
             raise ValueError(f"unsupported codec 0x{codec:x}")
-    except (ValueError, base64.binascii.Error) as exc:
+    except (ValueError, binascii.Error) as exc:
         raise ValidationError("cid", f"is not a valid CID: {exc}") from None
     return Cid(version, codec, mh[2:])
 

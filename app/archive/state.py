@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 from croniter import croniter
 
@@ -34,7 +34,7 @@ def validate_schedule(schedule: Any) -> str:
 
 
 def next_tick(schedule: str, after: datetime) -> datetime:
-    return croniter(schedule, after).get_next(datetime)
+    return cast(datetime, croniter(schedule, after).get_next(datetime))
 
 
 class ArchiveState:
@@ -58,7 +58,8 @@ class ArchiveState:
             " ELSE last_tick END, updated_at = NOW() WHERE app_id = $1", self._app, running)
         return await self.cron()
 
-    async def set_schedule(self, schedule: str) -> CronState:
+    async def set_schedule(self, schedule: object) -> CronState:
+        """`schedule` as it came in a request body: validated here (a 400 unless a cron expression string)."""
         await self.cron()
         await self._db.execute("UPDATE archive_cron SET schedule = $2, updated_at = NOW() WHERE app_id = $1",
                                self._app, validate_schedule(schedule))

@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# mypy --strict ([tool.mypy] in pyproject.toml) over the ingestflow packages. The folders install as
+# ingestflow.app, ingestflow.agents, ... through setuptools' package-dir mapping, so mypy reads them through
+# a temporary ingestflow/ tree of symlinks to this repository's folders. Extra arguments go to mypy.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+tree=$(mktemp -d)
+trap 'rm -rf "$tree"' EXIT
+mkdir "$tree/ingestflow"
+touch "$tree/ingestflow/__init__.py"
+for pkg in app agents tables schemas; do
+  ln -s "$root/$pkg" "$tree/ingestflow/$pkg"
+done
+cd "$tree"
+python3 -m mypy --config-file "$root/pyproject.toml" "$@" -p ingestflow
