@@ -38,6 +38,9 @@ async def test_worker_readiness_names_the_missing_database(
     assert isinstance(deps["kafka"]["latencyMs"], float)
     assert deps["redis"]["required"] is False
     assert deps["archive"]["status"] == "up" and deps["archive"]["required"] is True, deps["archive"]
+    # /health answers the same report (the page an operator opens first).
+    status, health = await _get("http://127.0.0.1:16461/health")
+    assert status == 503 and any(r.startswith("postgres:") for r in health["reasons"])
 
 
 async def test_gateway_live_and_ready_with_every_dependency_up(
