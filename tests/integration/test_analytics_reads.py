@@ -64,13 +64,15 @@ async def test_two_workers_and_a_redis_outage_leave_every_read_correct(
         async def all_counted() -> bool:
             for author, t in author_totals.items():
                 status, body = await _get(http, f"/metrics/authors/{author}", **{"from": "2026-11-01", "to": "2026-11-30"})
-                if status != 200 or {k: body["totals"][k] for k in t} != t:
-                    return False
+                assert status == 200 and {k: body["totals"][k] for k in t} == t, (author, body)
             return True
         try:
             await eventually(all_counted, timeout=150, what="author totals")
         except AssertionError:
             print(workers[0].tail(30), workers[1].tail(30))
+            for rule in rule_totals:  # which rules are short, to tell counting from attribution
+                print(rule, rule_totals[rule], await _get(http, f"/metrics/rules/{rule}",
+                                                          **{"from": "2026-11-01", "to": "2026-11-30"}))
             raise
 
         async def check_all(source: str) -> None:
