@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable
+from contextlib import AbstractAsyncContextManager, nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
@@ -25,6 +26,7 @@ from mode import Service
 from ingestflow.app.archive.sink import ArchiveSink, Batch
 from ingestflow.app.archive.state import ArchiveState
 from ingestflow.app.clock import Clock
+from ingestflow.app.commit_gate import CommitGate
 from ingestflow.app.errors import ValidationError
 from ingestflow.app.kafka import OutgoingMessage, Producer
 from ingestflow.app.observability import PROCESSED
@@ -105,7 +107,9 @@ class Processor:
     """The decisions of one take_events batch, kept apart from Faust so they can be tested without a broker."""
 
     def __init__(self, table: Any, seen: Any, sink: ArchiveSink, *, buffer_size: int, retention_s: float,
-                 set_current: Callable[[Any], None], dead_letters: Any) -> None:
+                 set_current: Callable[[Any], None], dead_letters: Any,
+                 writes: Callable[[], AbstractAsyncContextManager[Any]] = nullcontext) -> None:
+        self.writes = writes  # the commit gate's write section (app/commit_gate.py)
         self.table = table
         self.seen = seen
         self.retention_s = retention_s
@@ -162,15 +166,16 @@ class Processor:
         if batches:
             # Uploads and their success rows are durable before the table changes and before any ack.
             await self.sink.archive_many(batches)
-        # No await from here on: the pending records and their fingerprints commit in one transaction, so a
+        # Under the commit gate: the pending records and their fingerprints commit in one transaction, so a
         # crash can never leave a fingerprint whose record was not buffered.
-        for user, entry in entries.items():
-            if user in last_event:
-                self.set_current(last_event[user])
-                self.table[user] = entry.dump()
-        for seen_key, (print_, event) in fingerprints.items():
-            self.set_current(event)
-            self.seen[seen_key] = print_
+        async with self.writes():
+            for user, entry in entries.items():
+                if user in last_event:
+                    self.set_current(last_event[user])
+                    self.table[user] = entry.dump()
+            for seen_key, (print_, event) in fingerprints.items():
+                self.set_current(event)
+                self.seen[seen_key] = print_
         return batches
 
     def _seen(self, key: str, print_: str, event: Any, batch: dict[str, tuple[str, Any]]) -> bool:
@@ -222,7 +227,8 @@ class BufferTimer:
 
 
 def register(app: Any, *, records: Any, dead_letters: Any, table: Any, seen: Any, sink: ArchiveSink,
-             state: ArchiveState, producer: Producer, clock: Clock, settings: Any, clients: list[Any]) -> Any:
+             state: ArchiveState, producer: Producer, clock: Clock, settings: Any, clients: list[Any],
+             gate: CommitGate) -> Any:
     class ArchiveClients(Service):
         """The archive backend and the control producer: connected before the agent runs, closed last."""
 
@@ -241,7 +247,8 @@ def register(app: Any, *, records: Any, dead_letters: Any, table: Any, seen: Any
     async def archive(stream: Any) -> None:
         processor = Processor(table, seen, sink, buffer_size=settings.buffer_size,
                               retention_s=settings.dedup_retention_days * 86400.0,
-                              set_current=stream._set_current_event, dead_letters=dead_letters)
+                              set_current=stream._set_current_event, dead_letters=dead_letters,
+                              writes=gate.writes)
         async for events in stream.take_events(BATCH_SIZE, within=BATCH_WITHIN_S):
             try:
                 await processor.handle(events)
@@ -269,7 +276,7 @@ async def _retry_forever(processor: Processor, events: list[Any]) -> None:
     await retry(lambda: processor.handle(events), what="archive batch handling", base=0.5, cap=10.0)
 
 
-def wire(app: Any, *, settings: Any, db: Any, records: Any, dead_letters: Any) -> Any:
+def wire(app: Any, *, settings: Any, db: Any, records: Any, dead_letters: Any, gate: CommitGate) -> Any:
     """Everything the worker needs for the archive, built from settings (called from app/worker.py)."""
     from ingestflow.app.archive import backend_for
     from ingestflow.app.clock import SystemClock
@@ -291,4 +298,4 @@ def wire(app: Any, *, settings: Any, db: Any, records: Any, dead_letters: Any) -
                     seen=archive_seen.define(app, partitions=RECORDS.partitions,
                                              retention_days=settings.dedup_retention_days), sink=sink,
                     state=ArchiveState(db, settings.worker_id, settings.cron_schedule), producer=producer,
-                    clock=SystemClock(), settings=settings, clients=[backend, producer])
+                    clock=SystemClock(), settings=settings, clients=[backend, producer], gate=gate)

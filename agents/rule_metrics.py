@@ -16,6 +16,7 @@ from datetime import date
 from typing import Any, Protocol
 
 from ingestflow.app.clock import utc_from_ms
+from ingestflow.app.commit_gate import CommitGate
 from ingestflow.app.errors import ValidationError
 from ingestflow.app.observability import PROCESSED, PROCESSING_LATENCY
 from ingestflow.app.retry import retry
@@ -81,7 +82,7 @@ class Batch:
 
 
 def register(app: Any, *, channel: Any, dead_letters: Any, tables: Tables, options: Options,
-             store: MetricsSink, trending_sink: TrendingSink | None = None) -> Any:
+             store: MetricsSink, gate: CommitGate, trending_sink: TrendingSink | None = None) -> Any:
     def on_event(event: Any, batch: Batch) -> str:
         ts = event.message.timestamp
         ev = decode(event.value, utc_from_ms(int(ts * 1000)))
@@ -188,32 +189,40 @@ def register(app: Any, *, channel: Any, dead_letters: Any, tables: Tables, optio
             batch = Batch()
             failed: list[tuple[Any, Exception]] = []
             outcomes: Counter[str] = Counter()
-            # No await until the batch's table writes are done: a Faust transaction commits at await
-            # points, and must never hold a record's dedup key without its counts.
-            for event in events:
-                # Table writes find their changelog partition through the stream's current event.
-                stream._set_current_event(event)
-                try:
-                    handler = on_catalog if event.message.topic == options.rules_topic else on_event
-                    outcome = handler(event, batch)
-                except ValidationError as exc:
-                    failed.append((event, exc))
-                    outcome = "dead-lettered"
-                except Exception as exc:  # never raise out of the loop: Faust would ack the batch
-                    log.exception("event failed; dead-lettering it")
-                    failed.append((event, exc))
-                    outcome = "dead-lettered"
-                outcomes[outcome] += 1
+            # The batch's table writes under the commit gate: a commit must never hold a record's dedup
+            # key without its counts (app/commit_gate.py).
+            async with gate.writes():
+                rows, entries = write_batch(stream, events, batch, failed, outcomes)
             for outcome, n in outcomes.items():  # once per batch: a labelled metric lookup per event is not free
                 PROCESSED.labels(agent=AGENT, outcome=outcome).inc(n)
-            if batch.touched or batch.catalog_events or batch.trending:
-                write_aggregates(stream, batch)
-                rows, entries = read_back(stream, batch)
+            if rows or entries or batch.trending:
                 # PostgreSQL down: keep retrying; this partition waits, and nothing is acknowledged meanwhile.
                 await retry(lambda: flush(batch, rows, entries), what="write daily metrics")
             for event, error in failed:
                 await dead_letter(dead_letters, event, error)
             # From the newest record's timestamp (its event time) to its metrics being durable.
             PROCESSING_LATENCY.labels(agent=AGENT).observe(max(0.0, time.time() - events[-1].message.timestamp))
+
+    def write_batch(stream: Any, events: list[Any], batch: Batch, failed: list[tuple[Any, Exception]],
+                    outcomes: Counter[str]) -> tuple[list[tuple[str, date, dict[str, int]]], dict[str, Any]]:
+        """Every table write of one batch (no await in here); returns the day totals and authors to flush."""
+        for event in events:
+            # Table writes find their changelog partition through the stream's current event.
+            stream._set_current_event(event)
+            try:
+                handler = on_catalog if event.message.topic == options.rules_topic else on_event
+                outcome = handler(event, batch)
+            except ValidationError as exc:
+                failed.append((event, exc))
+                outcome = "dead-lettered"
+            except Exception as exc:  # never raise out of the loop: Faust would ack the batch
+                log.exception("event failed; dead-lettering it")
+                failed.append((event, exc))
+                outcome = "dead-lettered"
+            outcomes[outcome] += 1
+        if not (batch.touched or batch.catalog_events or batch.trending):
+            return [], {}
+        write_aggregates(stream, batch)
+        return read_back(stream, batch)
 
     return rule_metrics

@@ -21,6 +21,7 @@ from ingestflow.tables import dedup_keys, rule_catalog, rule_daily, rule_trendin
 
 from .archive import backend_for
 from .clock import SystemClock
+from .commit_gate import CommitGate, gated_transactions
 from .crawl_store import CrawlStore
 from .db import Database
 from .donation_store import DonationStore
@@ -105,6 +106,9 @@ def build_app(settings: Settings) -> faust.App:
                          key_serializer="raw", value_serializer="raw")
 
     dead_letters = topic(topics.DEAD_LETTERS)
+    # Every commit sees a batch's table writes whole (app/commit_gate.py); the consumer is built at start.
+    gate = CommitGate(lambda: app.producer.buffer.flush())
+    setattr(app.transport, "TransactionManager", gated_transactions(gate))  # this app's transport only
     # --- Analytics (issue 4): one agent over the co-partitioned `events` + `rules` topics, local tables only.
     redis = RedisClient(settings.redis_url)
     app.service(_started(redis))
@@ -119,7 +123,7 @@ def build_app(settings: Settings) -> faust.App:
     events_and_rules = app.topic(topics.EVENTS.name, topics.RULES.name, key_type=bytes, value_type=bytes,
                                  key_serializer="raw", value_serializer="raw")
     rule_metrics.register(
-        app, channel=events_and_rules, dead_letters=dead_letters, tables=analytics_tables,
+        app, channel=events_and_rules, dead_letters=dead_letters, tables=analytics_tables, gate=gate,
         options=rule_metrics.Options(rules_topic=topics.RULES.name,
                                      dedup_retention_s=settings.dedup_retention_days * 86400.0,
                                      half_life_s=settings.trending_half_life_hours * 3600.0,
@@ -133,7 +137,8 @@ def build_app(settings: Settings) -> faust.App:
     # --- end analytics
     # --- Archive (issue 5): per-user encrypted batches to Lighthouse / IPFS / local, see agents/archive.py.
     from ingestflow.agents import archive as archive_agent
-    archive_agent.wire(app, settings=settings, db=db, records=topic(topics.RECORDS), dead_letters=dead_letters)
+    archive_agent.wire(app, settings=settings, db=db, records=topic(topics.RECORDS), dead_letters=dead_letters,
+                       gate=gate)
     # --- end archive
 
     # Table writes queue changelog messages in Faust's producer buffer; at its default bound of 100 the
