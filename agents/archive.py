@@ -153,8 +153,8 @@ class Processor:
                 batch = cut(entry, int(user), message.offset)
             else:
                 record = item.archived()
-                seen_key, print_ = archive_seen.key(user, item.wuid), archive_seen.fingerprint(record)
                 if message.offset > entry.upto:  # not a replay of what this entry already holds
+                    seen_key, print_ = archive_seen.key(user, item.wuid), archive_seen.fingerprint(record)
                     if self._seen(seen_key, print_, event, fingerprints):
                         PROCESSED.labels(agent=AGENT, outcome="duplicate").inc()
                         continue

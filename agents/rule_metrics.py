@@ -125,8 +125,8 @@ def register(app: Any, *, channel: Any, dead_letters: Any, tables: Tables, optio
 
     def on_catalog(event: Any, batch: Batch) -> str:
         rule_id = (event.message.key or b"").decode("utf-8", "replace")
-        batch.catalog.pop(rule_id, None)
         if event.value is None:  # tombstone: the rule is gone, so are its author totals
+            batch.catalog.pop(rule_id, None)
             if tables.catalog.get(rule_id) is not None:
                 del tables.catalog[rule_id]
             batch.catalog_events[rule_id] = event

@@ -11,7 +11,7 @@ from typing import Any
 
 import faust
 
-__all__ = ["define", "add", "add_counts", "day_of_window", "window_start"]
+__all__ = ["define", "add_counts", "day_of_window", "window_start"]
 
 DAY = timedelta(days=1)
 RETENTION = timedelta(days=35)
@@ -22,15 +22,9 @@ def define(app: faust.App, *, partitions: int) -> Any:
     return table.tumbling(DAY, expires=RETENTION).relative_to_stream()
 
 
-def add(counts: dict[str, int], kind: str) -> dict[str, int]:
-    """The window operation: a new dict, so the changelog records the whole value."""
-    updated = dict(counts)
-    updated[kind] = updated.get(kind, 0) + 1
-    return updated
-
-
 def add_counts(counts: dict[str, int], added: dict[str, int]) -> dict[str, int]:
-    """The window operation for a batch: one changelog record for all of a batch's events of a rule-day."""
+    """The window operation for a batch: one changelog record for all of a batch's events of a rule-day
+    (a new dict, so the changelog records the whole value)."""
     updated = dict(counts)
     for kind, n in added.items():
         updated[kind] = updated.get(kind, 0) + n
