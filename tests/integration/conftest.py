@@ -17,6 +17,7 @@ import pytest
 
 from ingestflow.app.db import migrate
 from ingestflow.app.kafka import ensure_topics
+from ingestflow.app.progress import Progress
 from ingestflow.schemas import topics
 
 from ..conftest import BASE_ENV
@@ -212,3 +213,13 @@ async def start_group_at_end(group_id: str, topic_names: tuple[str, ...] | None 
         await consumer.commit({tp: OffsetAndMetadata(offset, "") for tp, offset in ends.items()})
     finally:
         await consumer.stop()
+
+
+def interrupted_after_first_step(name: str, stop: asyncio.Event) -> Progress:
+    """A progress display that sets `stop` (what Ctrl-C does) once the first step is reported, for testing
+    that a long command stops cleanly and resumes."""
+    class Interrupting(Progress):
+        def advance(self, n: int = 1) -> None:
+            super().advance(n)
+            stop.set()
+    return Interrupting(name)

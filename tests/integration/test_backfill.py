@@ -11,9 +11,9 @@ import asyncpg
 from ingestflow.app.backfill import backfill
 from ingestflow.app.db import Database
 from ingestflow.app.leaderboard_store import LeaderboardStore
-from ingestflow.app.progress import Checkpoint, Progress
+from ingestflow.app.progress import Checkpoint
 
-from .conftest import DSN
+from .conftest import DSN, interrupted_after_first_step
 
 UNTIL = date(2026, 9, 3)
 WEIGHTS = {"VIEW": 1.0, "COPY": 3.0, "SAVE": 2.0, "FORK": 4.0, "VOTE": 2.0}
@@ -30,18 +30,13 @@ async def test_backfill_recomputes_days_and_resumes(pg: asyncpg.Connection, uniq
     boards = LeaderboardStore(db, None, size=100000)
     checkpoint = Checkpoint(tmp_path / "bf.json")
     stop = asyncio.Event()
-
-    class StopAfterOneDay(Progress):
-        def advance(self, n: int = 1) -> None:
-            super().advance(n)
-            stop.set()
     try:
         dry = await backfill(db, boards, WEIGHTS, until=UNTIL, days=3, dry_run=True, checkpoint=checkpoint,
                              stop=asyncio.Event())
         assert dry["complete"] and await pg.fetchval(
             "SELECT max(score) FROM rule_metric_daily WHERE rule_id = $1", rule) == 0
         first = await backfill(db, boards, WEIGHTS, until=UNTIL, days=3, dry_run=False, checkpoint=checkpoint,
-                               stop=stop, progress=StopAfterOneDay("backfill"))
+                               stop=stop, progress=interrupted_after_first_step("backfill", stop))
         assert first["processed"] == [(UNTIL - timedelta(days=2)).isoformat()] and not first["complete"]
         second = await backfill(db, boards, WEIGHTS, until=UNTIL, days=3, dry_run=False, checkpoint=checkpoint,
                                 stop=asyncio.Event())

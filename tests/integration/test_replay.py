@@ -8,11 +8,12 @@ from pathlib import Path
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from ingestflow.app.kafka import ensure_topics
-from ingestflow.app.progress import Checkpoint, Progress
+from ingestflow.app.progress import Checkpoint
 from ingestflow.app.replay import replay
 from ingestflow.schemas.topics import TopicSpec
 
 from ..conftest import BASE_ENV
+from .conftest import interrupted_after_first_step
 
 BOOTSTRAP = BASE_ENV["KAFKA_BOOTSTRAP_SERVERS"]
 T0 = datetime(2026, 10, 1, tzinfo=timezone.utc)
@@ -67,13 +68,8 @@ async def test_interrupted_replay_resumes_without_repeating(services: None, uniq
     checkpoint = Checkpoint(tmp_path / "cp.json")
     stop = asyncio.Event()
 
-    class StopAfterFirstBatch(Progress):
-        def advance(self, n: int = 1) -> None:
-            super().advance(n)
-            stop.set()
-
     first = await replay(BOOTSTRAP, src, T0, None, into=dst, checkpoint=checkpoint, stop=stop,
-                         progress=StopAfterFirstBatch("replay"), batch_size=7)
+                         progress=interrupted_after_first_step("replay", stop), batch_size=7)
     assert not first.complete and 0 < first.produced < 40
     assert checkpoint.load()["next"], "the interrupted run left a resume point"
     second = await replay(BOOTSTRAP, src, T0, None, into=dst, checkpoint=checkpoint, stop=asyncio.Event(),
