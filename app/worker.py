@@ -10,7 +10,6 @@ from typing import Any
 
 import faust
 from mode import Service
-from faust.sensors.prometheus import PrometheusMonitor, setup_prometheus_sensors
 
 from ingestflow.agents import crawl as crawl_agent
 from ingestflow.agents import donations as donations_agent
@@ -25,6 +24,7 @@ from .commit_gate import CommitGate, gated_transactions
 from .crawl_store import CrawlStore
 from .db import Database
 from .donation_store import DonationStore
+from .faust_app import QuietWorker, new_app, prometheus_sensors
 from .leaderboard_store import LeaderboardStore
 from .metrics_store import MetricsStore
 from .observability import TABLE_KEYS, logging_config
@@ -38,87 +38,8 @@ __all__ = ["build_app", "run_worker"]
 log = logging.getLogger(__name__)
 
 
-class LeanPrometheusMonitor(PrometheusMonitor):
-    """Faust's Prometheus sensor cut to what the dashboard reads (events in, partition end offsets,
-    committed offsets, rebalances). Its per-table-operation, per-send and per-message hooks ran on every
-    table read and write, every changelog record and every message, each with a labelled-metric lookup:
-    about 10% of the analytics pipeline's CPU."""
-
-    def on_message_in(self, tp: Any, offset: int, message: Any) -> None:
-        pass
-
-    def on_message_out(self, tp: Any, offset: int, message: Any) -> None:
-        pass
-
-    def on_stream_event_in(self, tp: Any, offset: int, stream: Any, event: Any) -> None:
-        self._metrics.total_events.inc()  # the dashboard's events/s
-
-    def on_stream_event_out(self, tp: Any, offset: int, stream: Any, event: Any, state: Any = None) -> None:
-        pass
-
-    def track_tp_end_offset(self, tp: Any, offset: int) -> None:
-        # Called for every message; the labelled child is looked up once per partition.
-        gauges: dict[Any, Any] = self.__dict__.setdefault("_end_offset_gauges", {})
-        gauge = gauges.get(tp)
-        if gauge is None:
-            gauge = gauges[tp] = self._metrics.topic_partition_end_offset.labels(
-                topic=tp.topic, partition=tp.partition)
-        gauge.set(offset)
-
-    def on_table_get(self, table: Any, key: Any) -> None:
-        pass
-
-    def on_table_set(self, table: Any, key: Any, value: Any) -> None:
-        pass
-
-    def on_table_del(self, table: Any, key: Any) -> None:
-        pass
-
-    def on_send_initiated(self, producer: Any, topic: str, message: Any, keysize: int, valsize: int) -> Any:
-        return None
-
-    def on_send_completed(self, producer: Any, state: Any, metadata: Any) -> None:
-        pass
-
-
-class QuietWorker(faust.Worker):
-    """faust.Worker sets the root logger to DEBUG for its terminal spinner whenever the level is WARN or
-    above, so every library's debug call built a LogRecord (4% of the pipeline's CPU in `faust.topics`
-    alone). The root logger keeps the level our logging config gives it."""
-
-    def on_setup_root_logger(self, logger: logging.Logger, level: int) -> None:
-        self.spinner = None
-
-
 def build_app(settings: Settings) -> faust.App:
-    settings.table_dir.mkdir(parents=True, exist_ok=True)
-    app = faust.App(
-        settings.worker_id,
-        broker=[f"kafka://{b}" for b in settings.kafka_bootstrap_servers],
-        store="rocksdb://",
-        datadir=str(settings.table_dir),
-        processing_guarantee="exactly_once",
-        topic_partitions=topics.EVENTS.partitions,
-        topic_replication_factor=1,
-        consumer_auto_offset_reset="earliest",
-        key_serializer="raw",
-        value_serializer="raw",
-        web_enabled=True,
-        web_bind=settings.host,
-        web_host=settings.host,
-        web_port=settings.worker_port,
-        web_in_thread=False,
-        producer_acks=-1,
-        # Changelog records go out in batches of up to 50 ms instead of one produce request per table write:
-        # +50% on bench/bench_pipeline.py. Commits still wait for every record (a transaction's commit
-        # flushes the producer), so this adds latency only within the 1 s commit interval.
-        producer_linger=0.05,
-        broker_commit_interval=1.0,
-        table_cleanup_interval=300.0,
-        stream_wait_empty=False,
-        autodiscover=False,
-        loghandlers=[],
-    )
+    app = new_app(settings)
     db = Database(settings.database_url.get(), max_size=5)
 
     class Resources(Service):
@@ -176,16 +97,7 @@ def build_app(settings: Settings) -> faust.App:
                        gate=gate)
     # --- end archive
 
-    # Table writes queue changelog messages in Faust's producer buffer; at its default bound of 100 the
-    # streams pause to drain it every hundred writes. A batch of ours writes more than that at once.
-    app.producer.buffer.max_messages = 10_000
-
-    # Faust's own sensors (offsets per partition, so consumer lag; events; rebalances) join ingestflow's
-    # metrics on /metrics: both live in prometheus-client's default registry.
-    setup_prometheus_sensors(app, name_prefix="faust")
-    monitor = app.monitor  # typed as faust's base Monitor; setup_prometheus_sensors just set a PrometheusMonitor
-    assert isinstance(monitor, PrometheusMonitor)
-    app.monitor = LeanPrometheusMonitor(metrics=monitor._metrics)
+    prometheus_sensors(app)
     table_sizes(app)
 
     probe_producer = Producer(settings.kafka_bootstrap, send_timeout=2.0, client_id="ingestflow-health")

@@ -1,5 +1,6 @@
 """The analytics topology on one Faust worker next to (a) a raw aiokafka loop doing the same dedup, view cap
-and daily counting in plain Python and (b) the same pipeline in Quix Streams; same broker, same run.
+and daily counting in plain Python, (b) the same pipeline in Quix Streams and (c) a bare Faust app that
+only decodes; same broker, same run.
 
     python bench/bench_pipeline.py               # private Kafka on 19300 (own data dir), ~1.5 minutes
     python bench/bench_pipeline.py --events 20000 --bootstrap 127.0.0.1:19300
@@ -18,9 +19,12 @@ takes it, and we time until the group's committed offsets reach the end:
     state in memory only).
 (b) quix: Quix Streams 3.28 Application, exactly-once, RocksDB state per rule, the same decisions; no
     PostgreSQL writes.
+(c) bare: bench/bare_faust.py, a Faust app with the worker's own settings (app/faust_app.py) whose agent
+    takes the same batches and only decodes: the ceiling of Faust's per-record plumbing on this machine.
 faust: the real `ingestflow worker` process: exactly-once, five RocksDB tables with changelogs, catalog
     join, trending, PostgreSQL day totals and author sums.
-Results go to bench/results/pipeline-<time>.json and are printed; the ratios are faust / raw, faust / quix.
+Results go to bench/results/pipeline-<time>.json and are printed; the ratios are faust / raw, faust / quix,
+bare / raw (how far Faust itself can go) and faust / bare (what our topology keeps of that).
 """
 from __future__ import annotations
 
@@ -222,13 +226,14 @@ def quix_pipeline(bootstrap: str, group: str, state_dir: str) -> None:
 
 # --- faust: the real worker ---------------------------------------------------------------------------
 
-def faust_worker(bootstrap: str, app_id: str, work: Path) -> subprocess.Popen[bytes]:
+def faust_worker(bootstrap: str, app_id: str, work: Path,
+                 command: tuple[str, ...] = ("-m", "ingestflow.app.cli", "worker")) -> subprocess.Popen[bytes]:
     env = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "PYTHONPATH")}
     env.update({"INGEST_APP_TOKEN": "bench-app-token-0123456789abcdef",
                 "CRON_SECRET": "bench-cron-secret-0123456789abcdef", "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
                 "DATABASE_URL": DSN, "REDIS_URL": "redis://127.0.0.1:6379/14", "WORKER_APP_ID": app_id,
                 "WORKER_PORT": "18390", "TABLE_DIR": str(work / "tables"), "LOG_LEVEL": os.environ.get("BENCH_WORKER_LOG_LEVEL", "WARNING")})
-    return subprocess.Popen([sys.executable, "-m", "ingestflow.app.cli", "worker"], env=env,
+    return subprocess.Popen([sys.executable, *command], env=env,
                             stdout=open(work / "faust.log", "ab"), stderr=subprocess.STDOUT, cwd=work)
 
 
@@ -312,15 +317,21 @@ async def main() -> None:
         results["quix"] = await measure("quix", bootstrap, prepare(args.events, f"q{run}"), f"bench-quix-{run}",
                                         quix_start, quix_end, 180)
 
-        # faust: the whole topology
-        app_id = f"bench-faust-{run}"
-
         async def faust_end(proc: subprocess.Popen[bytes]) -> None:
             proc.terminate()
             try:
                 proc.wait(30)
             except subprocess.TimeoutExpired:
                 proc.kill()
+
+        # bare: Faust's own ceiling with the worker's settings, decoding only (bench/bare_faust.py)
+        bare_id = f"bench-bare-{run}"
+        bare_command = (str(ROOT / "bench" / "bare_faust.py"),)
+        results["bare"] = await measure("bare", bootstrap, prepare(args.events, f"x{run}"), bare_id,
+                                        lambda: faust_worker(bootstrap, bare_id, work, bare_command), faust_end, 240)
+
+        # faust: the whole topology
+        app_id = f"bench-faust-{run}"
         results["faust"] = await measure("faust", bootstrap, prepare(args.events, f"f{run}"), app_id,
                                          lambda: faust_worker(bootstrap, app_id, work), faust_end, 240)
 
@@ -328,12 +339,15 @@ async def main() -> None:
         results["same_totals_faust_raw"] = await totals(f"bf{run}-") == await totals(f"br{run}-")
         results["ratio_faust_to_raw"] = round(results["faust"]["events_per_s"] / results["raw"]["events_per_s"], 3)
         results["ratio_faust_to_quix"] = round(results["faust"]["events_per_s"] / results["quix"]["events_per_s"], 3)
+        results["ratio_bare_to_raw"] = round(results["bare"]["events_per_s"] / results["raw"]["events_per_s"], 3)
+        results["ratio_faust_to_bare"] = round(results["faust"]["events_per_s"] / results["bare"]["events_per_s"], 3)
         out = ROOT / "bench" / "results" / f"pipeline-{time.strftime('%Y%m%dT%H%M%S')}.json"
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(serde.dumps(results).decode())
         print(serde.dumps(results).decode())
-        print(f"faust/raw = {results['ratio_faust_to_raw']}, faust/quix = {results['ratio_faust_to_quix']}; "
-              f"written to {out}")
+        print(f"faust/raw = {results['ratio_faust_to_raw']}, faust/quix = {results['ratio_faust_to_quix']}, "
+              f"bare/raw = {results['ratio_bare_to_raw']} (Faust's own ceiling), "
+              f"faust/bare = {results['ratio_faust_to_bare']}; written to {out}")
     finally:
         if not args.bootstrap:
             subprocess.run([str(ROOT / "deploy" / "kafka.sh"), "stop"], check=False, env=kafka_env)
