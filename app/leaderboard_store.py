@@ -116,13 +116,17 @@ class LeaderboardStore:
         return len(rows)
 
     async def set_rule_trending(self, scores: dict[str, float]) -> None:
-        """Trending values (log space, agents/trending.py) to PostgreSQL, and to Redis when it is up."""
+        """Trending values (log space, agents/trending.py) to PostgreSQL, and to Redis when it is up.
+
+        A rule's value only grows, so a lower one is a stale write (a worker that lost the partition while
+        writing, app/metrics_store.py) and is skipped in both stores."""
         await self._db.executemany(
             "INSERT INTO rule_trending (rule_id, log_score) VALUES ($1, $2) ON CONFLICT (rule_id)"
-            " DO UPDATE SET log_score = EXCLUDED.log_score, updated_at = NOW()", list(scores.items()))
+            " DO UPDATE SET log_score = EXCLUDED.log_score, updated_at = NOW()"
+            " WHERE EXCLUDED.log_score >= rule_trending.log_score", list(scores.items()))
         if self._redis is not None:
             try:
-                await self._redis.redis.zadd(TRENDING_KEY, scores)
+                await self._redis.redis.zadd(TRENDING_KEY, scores, gt=True)
             except (RedisError, OSError) as exc:
                 log.warning("trending to Redis failed (PostgreSQL has it): %s", type(exc).__name__)
 

@@ -2,6 +2,11 @@
 
 Every write is an absolute value recomputed from data that is itself absolute, so a replayed or repeated
 write converges on the same rows (the idempotence that makes crashes and redeliveries harmless).
+
+A rule's day totals only ever grow, and every worker's values are a prefix of the same partition's counts,
+so a write that would lower any count is stale: a worker whose partition was revoked while its batch was
+being written (its Kafka transaction fenced, its PostgreSQL write not) landing after the new owner's. Such
+writes are skipped; the newest counts always dominate the ones they replace.
 """
 from __future__ import annotations
 
@@ -29,6 +34,9 @@ VALUES ($1, $2, $3, $4, $5, $6, $7, $8, NOW())
 ON CONFLICT (rule_id, day) DO UPDATE SET views = EXCLUDED.views, copies = EXCLUDED.copies,
   saves = EXCLUDED.saves, forks = EXCLUDED.forks, votes = EXCLUDED.votes, score = EXCLUDED.score,
   updated_at = NOW()
+WHERE EXCLUDED.views >= rule_metric_daily.views AND EXCLUDED.copies >= rule_metric_daily.copies
+  AND EXCLUDED.saves >= rule_metric_daily.saves AND EXCLUDED.forks >= rule_metric_daily.forks
+  AND EXCLUDED.votes >= rule_metric_daily.votes
 """
 
 # Serialises recomputations of one author-day across workers: the last recomputation then always starts
@@ -78,7 +86,10 @@ class MetricsStore:
                 " ON CONFLICT (rule_id) DO UPDATE SET author_id = EXCLUDED.author_id, source = EXCLUDED.source,"
                 " title = EXCLUDED.title, updated_at = NOW()"
                 " WHERE (rule_authors.author_id, rule_authors.source, rule_authors.title)"
-                " IS DISTINCT FROM (EXCLUDED.author_id, EXCLUDED.source, EXCLUDED.title)",
+                " IS DISTINCT FROM (EXCLUDED.author_id, EXCLUDED.source, EXCLUDED.title)"
+                # The catalog wins over an event's authorId (tables/rule_catalog.py); only a stale writer
+                # could try otherwise, since a catalog tombstone deletes the row first.
+                " AND NOT (rule_authors.source = 'catalog' AND EXCLUDED.source = 'event')",
                 [r for r in rows if r[1] is not None])
             gone = [r[0] for r in rows if r[1] is None]
             if gone:

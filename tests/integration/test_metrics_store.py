@@ -1,0 +1,79 @@
+"""The analytics stores against stale writers: a worker that lost its partition mid-batch can write its
+older absolute values (day totals, trending, a rule's author) after the new owner wrote newer ones; the
+newer ones must stay, in PostgreSQL and in Redis."""
+from __future__ import annotations
+
+from datetime import date
+
+import asyncpg
+
+from ingestflow.app.db import Database
+from ingestflow.app.leaderboard_store import TRENDING_KEY, LeaderboardStore
+from ingestflow.app.metrics_store import MetricsStore
+from ingestflow.app.redis_client import RedisClient
+
+from ..conftest import BASE_ENV
+from .conftest import DSN
+
+DAY = date(2026, 11, 20)
+
+
+async def test_a_stale_lower_day_total_never_replaces_a_newer_one(pg: asyncpg.Connection, unique: str) -> None:
+    db = Database(DSN, max_size=1)
+    store = MetricsStore(db, {"VIEW": 1.0, "COPY": 3.0})
+    rule = f"ms{unique}"
+    try:
+        await store.upsert_rule_days([(rule, DAY, {"VIEW": 4, "COPY": 1})])
+        await store.upsert_rule_days([(rule, DAY, {"VIEW": 9, "COPY": 2})])   # the new owner, further along
+        await store.upsert_rule_days([(rule, DAY, {"VIEW": 6, "COPY": 2})])   # the old owner, late
+        row = await pg.fetchrow("SELECT views, copies, score FROM rule_metric_daily WHERE rule_id = $1", rule)
+        assert (row["views"], row["copies"], row["score"]) == (9, 2, 15.0)
+
+        await store.upsert_rule_days([(rule, DAY, {"VIEW": 9, "COPY": 2})])   # a replay: same totals
+        await store.upsert_rule_days([(rule, DAY, {"VIEW": 12, "COPY": 2, "SAVE": 1})])
+        row = await pg.fetchrow("SELECT views, copies, saves, score FROM rule_metric_daily WHERE rule_id = $1", rule)
+        assert (row["views"], row["copies"], row["saves"], row["score"]) == (12, 2, 1, 18.0)
+    finally:
+        await pg.execute("DELETE FROM rule_metric_daily WHERE rule_id = $1", rule)
+        await db.stop()
+
+
+async def test_a_stale_event_author_never_replaces_the_catalog_author(pg: asyncpg.Connection, unique: str) -> None:
+    db = Database(DSN, max_size=1)
+    store = MetricsStore(db)
+    rule = f"ms{unique}"
+    try:
+        await store.set_rule_authors([(rule, "ann", "catalog", "A rule")])
+        await store.set_rule_authors([(rule, "eve", "event", None)])   # a late write from before the catalog
+        row = await pg.fetchrow("SELECT author_id, source FROM rule_authors WHERE rule_id = $1", rule)
+        assert (row["author_id"], row["source"]) == ("ann", "catalog")
+
+        await store.set_rule_authors([(rule, None, "catalog", None)])   # the catalog's tombstone
+        await store.set_rule_authors([(rule, "eve", "event", None)])    # now the event's author holds
+        row = await pg.fetchrow("SELECT author_id, source FROM rule_authors WHERE rule_id = $1", rule)
+        assert (row["author_id"], row["source"]) == ("eve", "event")
+    finally:
+        await pg.execute("DELETE FROM rule_authors WHERE rule_id = $1", rule)
+        await db.stop()
+
+
+async def test_a_stale_lower_trending_value_is_skipped_in_postgres_and_redis(
+        pg: asyncpg.Connection, unique: str) -> None:
+    db = Database(DSN, max_size=1)
+    redis = RedisClient(BASE_ENV["REDIS_URL"])
+    await redis.start()
+    store = LeaderboardStore(db, redis, size=10)
+    rule = f"ms{unique}"
+    try:
+        await store.set_rule_trending({rule: 12.5})
+        await store.set_rule_trending({rule: 11.0})   # stale
+        assert await pg.fetchval("SELECT log_score FROM rule_trending WHERE rule_id = $1", rule) == 12.5
+        assert await redis.redis.zscore(TRENDING_KEY, rule) == 12.5
+        await store.set_rule_trending({rule: 13.0})
+        assert await pg.fetchval("SELECT log_score FROM rule_trending WHERE rule_id = $1", rule) == 13.0
+        assert await redis.redis.zscore(TRENDING_KEY, rule) == 13.0
+    finally:
+        await pg.execute("DELETE FROM rule_trending WHERE rule_id = $1", rule)
+        await redis.redis.zrem(TRENDING_KEY, rule)
+        await redis.stop()
+        await db.stop()
