@@ -1,7 +1,9 @@
 """crawl_items in PostgreSQL: upserts that skip unchanged items, and full-text search.
 
 An item is identified by (source_id, external_id); `content_hash` is a SHA-256 of what the item says (URL,
-title, summary, raw; not when it was received), and an upsert rewrites a row only when the hash differs.
+title, summary, raw; not when it was received), and an upsert rewrites a row only when the hash differs
+and the version is not older than the stored one (`received_at`): replaying the topic from last week, or a
+worker that lost its partition while writing, never rolls an item back.
 The search vector weighs the title above the summary; one SQL expression builds it everywhere.
 """
 from __future__ import annotations
@@ -21,14 +23,16 @@ SEARCH_VECTOR = ("setweight(to_tsvector('english', coalesce({t}title, '')), 'A')
                  " setweight(to_tsvector('english', coalesce({t}summary, '')), 'B')")
 
 _UPSERT = f"""
-INSERT INTO crawl_items AS c (source_id, external_id, url, title, summary, raw, content_hash, search_vector)
-SELECT s, e, u, title, summary, r::jsonb, h, {SEARCH_VECTOR.format(t='')}
-FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[])
-     AS i(s, e, u, title, summary, r, h)
+INSERT INTO crawl_items AS c (source_id, external_id, url, title, summary, raw, content_hash, received_at,
+                             search_vector)
+SELECT s, e, u, title, summary, r::jsonb, h, t, {SEARCH_VECTOR.format(t='')}
+FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
+            $8::timestamptz[]) AS i(s, e, u, title, summary, r, h, t)
 ON CONFLICT (source_id, external_id) DO UPDATE SET url = EXCLUDED.url, title = EXCLUDED.title,
   summary = EXCLUDED.summary, raw = EXCLUDED.raw, content_hash = EXCLUDED.content_hash,
-  search_vector = EXCLUDED.search_vector, updated_at = NOW()
+  received_at = EXCLUDED.received_at, search_vector = EXCLUDED.search_vector, updated_at = NOW()
 WHERE c.content_hash IS DISTINCT FROM EXCLUDED.content_hash
+  AND (c.received_at IS NULL OR EXCLUDED.received_at >= c.received_at)
 RETURNING (xmax = 0) AS inserted
 """
 
@@ -58,13 +62,19 @@ class CrawlStore:
         self._db = db
 
     async def upsert(self, items: list[CrawlItem], *, batch_ref: str) -> UpsertReport:
-        """Upsert a batch (the last version of an item in the batch wins) and audit it, in one transaction."""
-        latest = {(i.source_id, i.external_id): i for i in items}
-        cols: list[list[Any]] = [[] for _ in range(7)]
+        """Upsert a batch (the newest version of an item in the batch wins) and audit it, in one transaction.
+
+        Items not written (unchanged, or older than the stored version) count as unchanged."""
+        latest: dict[tuple[str, str], CrawlItem] = {}
+        for i in items:
+            seen = latest.get((i.source_id, i.external_id))
+            if seen is None or i.received_at >= seen.received_at:
+                latest[(i.source_id, i.external_id)] = i
+        cols: list[list[Any]] = [[] for _ in range(8)]
         for item in latest.values():
             for col, value in zip(cols, (item.source_id, item.external_id, item.url, item.title, item.summary,
                                          None if item.raw is None else serde.dumps(item.raw).decode(),
-                                         content_hash(item)), strict=True):
+                                         content_hash(item), item.received_at), strict=True):
                 col.append(value)
         pool = await self._db.connected()
         async with pool.acquire() as conn, conn.transaction():

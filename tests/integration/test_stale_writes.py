@@ -1,16 +1,19 @@
 """The analytics stores against stale writers: a worker that lost its partition mid-batch can write its
-older absolute values (day totals, trending, a rule's author) after the new owner wrote newer ones; the
-newer ones must stay, in PostgreSQL and in Redis."""
+older absolute values (day totals, trending, a rule's author, a crawl item) after the new owner wrote newer
+ones, and a replay of an old range writes old versions again; the newer ones must stay, in PostgreSQL and
+in Redis."""
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, datetime, timezone
 
 import asyncpg
 
+from ingestflow.app.crawl_store import CrawlStore
 from ingestflow.app.db import Database
 from ingestflow.app.leaderboard_store import TRENDING_KEY, LeaderboardStore
 from ingestflow.app.metrics_store import MetricsStore
 from ingestflow.app.redis_client import RedisClient
+from ingestflow.schemas.crawl import CrawlItem
 
 from ..conftest import BASE_ENV
 from .conftest import DSN
@@ -76,4 +79,25 @@ async def test_a_stale_lower_trending_value_is_skipped_in_postgres_and_redis(
         await pg.execute("DELETE FROM rule_trending WHERE rule_id = $1", rule)
         await redis.redis.zrem(TRENDING_KEY, rule)
         await redis.stop()
+        await db.stop()
+
+
+async def test_an_older_crawl_item_version_never_replaces_a_newer_one(pg: asyncpg.Connection, unique: str) -> None:
+    db = Database(DSN, max_size=1)
+    store = CrawlStore(db)
+    source = f"ms{unique}"
+
+    def version(title: str, hour: int) -> CrawlItem:
+        return CrawlItem(source_id=source, external_id="x1", url="https://example.org/x1", title=title,
+                         received_at=datetime(2026, 11, 20, hour, tzinfo=timezone.utc))
+    try:
+        await store.upsert([version("Second take", 12)], batch_ref="test")
+        report = await store.upsert([version("First take", 9)], batch_ref="test")  # a replay of last week
+        assert (report.updated, report.unchanged) == (0, 1)
+        assert await pg.fetchval("SELECT title FROM crawl_items WHERE source_id = $1", source) == "Second take"
+        report = await store.upsert([version("Third take", 15), version("First take", 9)], batch_ref="test")
+        assert report.updated == 1
+        assert await pg.fetchval("SELECT title FROM crawl_items WHERE source_id = $1", source) == "Third take"
+    finally:
+        await pg.execute("DELETE FROM crawl_items WHERE source_id = $1", source)
         await db.stop()
