@@ -43,7 +43,7 @@ class MetricsSink(Protocol):
 
     async def rule_day_list(self, rule_ids: Any) -> list[tuple[str, date]]: ...
 
-    async def recompute_author_days(self, pairs: Any) -> None: ...
+    async def recompute_author_days(self, pairs: Any, rule_days: Any = ()) -> None: ...
 
 
 class TrendingSink(Protocol):
@@ -177,9 +177,9 @@ def register(app: Any, *, channel: Any, dead_letters: Any, tables: Tables, optio
         current = {rule: (None if not e or e.get("deleted") else e["authorId"]) for rule, e in entries.items()}
         changed = [rule for rule, author, _, _ in assert_rows if old_authors.get(rule) != author]
         moved = await store.rule_day_list(changed) if changed else []
-        pairs = author_metrics.author_days_to_recompute(
-            [(rule, day) for rule, day, _ in rows], current, moved, old_authors)
-        await store.recompute_author_days(pairs)
+        touched = [(rule, day) for rule, day, _ in rows]
+        pairs = author_metrics.author_days_to_recompute(touched, current, moved, old_authors)
+        await store.recompute_author_days(pairs, rule_days=touched)
         if batch.trending and trending_sink is not None:
             await trending_sink.set_rule_trending(batch.trending)
 

@@ -101,14 +101,27 @@ class MetricsStore:
                                     list(rule_ids))
         return [(r["rule_id"], r["day"]) for r in rows]
 
-    async def recompute_author_days(self, pairs: Iterable[tuple[str, date]]) -> None:
-        """Author-day totals = the sums of the author's rules' day totals (absolute, so repeatable)."""
-        ordered = sorted(set(pairs))
-        if not ordered:
-            return
-        authors, days = [p[0] for p in ordered], [p[1] for p in ordered]
+    async def recompute_author_days(self, pairs: Iterable[tuple[str, date]],
+                                    rule_days: Iterable[tuple[str, date]] = ()) -> None:
+        """Author-day totals = the sums of the author's rules' day totals (absolute, so repeatable).
+
+        `pairs` are (author, day); `rule_days` are (rule, day) whose author is taken from `rule_authors`
+        here, whatever the worker's catalog table says: a worker that lost a partition may have written a
+        rule's author to PostgreSQL before its transaction was fenced, and the new owner, replaying the rule's
+        events before its catalog record, must still bring that author's days up to date."""
+        wanted = set(pairs)
+        rules_days = sorted(set(rule_days))
         pool = await self._db.connected()
         async with pool.acquire() as conn, conn.transaction():
+            if rules_days:
+                wanted.update((r["author_id"], r["d"]) for r in await conn.fetch(
+                    "SELECT DISTINCT ra.author_id, p.d FROM unnest($1::text[], $2::date[]) AS p(r, d)"
+                    " JOIN rule_authors ra ON ra.rule_id = p.r", [r for r, _ in rules_days],
+                    [d for _, d in rules_days]))
+            ordered = sorted(wanted)
+            if not ordered:
+                return
+            authors, days = [p[0] for p in ordered], [p[1] for p in ordered]
             await conn.execute(_LOCK_AUTHOR_DAYS, authors, days)
             await conn.execute(_RECOMPUTE_AUTHOR_DAYS, authors, days)
 

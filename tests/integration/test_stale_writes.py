@@ -101,3 +101,26 @@ async def test_an_older_crawl_item_version_never_replaces_a_newer_one(pg: asyncp
     finally:
         await pg.execute("DELETE FROM crawl_items WHERE source_id = $1", source)
         await db.stop()
+
+
+async def test_a_rule_day_written_without_its_author_known_still_refreshes_the_authors_day(
+        pg: asyncpg.Connection, unique: str) -> None:
+    """The new owner of a partition replays a rule's events before its catalog record, so its catalog table
+    has no author yet; the author the old owner already wrote to rule_authors must get the new totals."""
+    db = Database(DSN, max_size=1)
+    store = MetricsStore(db, {"VIEW": 1.0, "COPY": 3.0})
+    rule, author = f"ms{unique}", f"ms{unique}-ann"
+    try:
+        await store.upsert_rule_days([(rule, DAY, {"VIEW": 4})])
+        await store.set_rule_authors([(rule, author, "catalog", None)])            # the old owner, then fenced
+        await store.recompute_author_days({(author, DAY)})
+        await store.upsert_rule_days([(rule, DAY, {"VIEW": 7, "COPY": 1})])       # the new owner's replay
+        await store.recompute_author_days(set(), rule_days=[(rule, DAY)])         # author unknown to it
+        row = await pg.fetchrow("SELECT views, copies, score FROM author_metric_daily"
+                                " WHERE author_id = $1 AND day = $2", author, DAY)
+        assert (row["views"], row["copies"], row["score"]) == (7, 1, 10.0)
+    finally:
+        await pg.execute("DELETE FROM rule_metric_daily WHERE rule_id = $1", rule)
+        await pg.execute("DELETE FROM rule_authors WHERE rule_id = $1", rule)
+        await pg.execute("DELETE FROM author_metric_daily WHERE author_id = $1", author)
+        await db.stop()
