@@ -1,4 +1,6 @@
-"""What every gateway route may use, built once by the gateway's owner and stored under one AppKey."""
+"""What the web routes may use, built once by the process that serves them and stored under an AppKey:
+`GatewayContext` for the gateway's routes, `ReadContext` for the reads, which the gateway and every worker
+serve alike (app/routes_read.py)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -14,7 +16,19 @@ from .ratelimit import RateLimiter
 from .redis_client import RedisClient
 from .settings import Settings
 
-__all__ = ["GatewayContext", "CONTEXT"]
+__all__ = ["GatewayContext", "CONTEXT", "ReadContext", "READS"]
+
+
+@dataclass
+class ReadContext:
+    """The stores behind the GET reads: shared by every process, so the answer never depends on which
+    gateway or worker a request reaches."""
+
+    settings: Settings
+    clock: Clock
+    db: Database
+    metrics: MetricsStore
+    leaderboards: LeaderboardStore
 
 
 @dataclass
@@ -30,3 +44,4 @@ class GatewayContext:
 
 
 CONTEXT = web.AppKey("context", GatewayContext)
+READS = web.AppKey("reads", ReadContext)

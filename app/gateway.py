@@ -3,21 +3,18 @@ the start and stop of the clients it uses (connect late, stop in reverse order).
 from __future__ import annotations
 
 import logging
-import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 
 from aiohttp import web
 
 from . import routes_archive, routes_cron, routes_ingest, routes_ops, routes_read
 from .clock import Clock, SystemClock
-from .context import CONTEXT, GatewayContext
+from .context import CONTEXT, READS, GatewayContext, ReadContext
 from .db import Database
-from .errors import ForbiddenError, IngestflowError, Unavailable
-from .http import error_response, json_response
+from .http import errors_middleware
 from .kafka import Producer
 from .leaderboard_store import LeaderboardStore
 from .metrics_store import MetricsStore
-from .observability import EVENTS_REJECTED, REQUESTS
 from .publisher import Publisher
 from .ratelimit import RateLimiter
 from .redis_client import RedisClient
@@ -27,35 +24,6 @@ from .spool import Spool
 __all__ = ["build_gateway", "run_gateway"]
 
 log = logging.getLogger(__name__)
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-BROWSER_ALLOWED = {"/health", "/health/live", "/health/ready"}
-
-
-@web.middleware
-async def errors_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
-    route = request.match_info.route.resource.canonical if request.match_info.route.resource else "unmatched"
-    try:
-        # Server-to-server only: a browser (it always sends Origin on cross-site requests) is refused.
-        if "Origin" in request.headers and request.path not in BROWSER_ALLOWED:
-            raise ForbiddenError("browser requests are not accepted; call this service server-to-server")
-        response = await handler(request)
-    except IngestflowError as exc:
-        EVENTS_REJECTED.labels(reason=type(exc).__name__).inc()
-        if isinstance(exc, Unavailable):
-            log.warning("unavailable: %s", exc.message, extra={"request_id": request_id})
-        response = error_response(exc)
-    except web.HTTPException as exc:
-        response = json_response({"error": exc.reason, "message": exc.text or exc.reason}, status=exc.status)
-    except Exception:
-        log.exception("unhandled error on %s", route, extra={"request_id": request_id})
-        response = json_response({"error": "InternalError", "message": "internal error",
-                                  "requestId": request_id}, status=500)
-    response.headers["x-request-id"] = request_id
-    REQUESTS.labels(route=route, status=str(response.status)).inc()
-    return response
-
-
 def build_gateway(settings: Settings, *, clock: Clock | None = None) -> web.Application:
     app = web.Application(middlewares=[errors_middleware], client_max_size=settings.max_body_bytes)
     db = Database(settings.database_url.get(), max_size=10)
@@ -72,7 +40,10 @@ def build_gateway(settings: Settings, *, clock: Clock | None = None) -> web.Appl
                                          "crawl": settings.rate_limit_crawl_per_min})
     app[CONTEXT] = GatewayContext(settings=settings, clock=clock, publisher=publisher,
                                   db=db, metrics=MetricsStore(db), redis=redis, limiter=limiter)
-    app[CONTEXT].leaderboards = LeaderboardStore(db, redis, size=settings.leaderboard_size)  # issue 4
+    leaderboards = LeaderboardStore(db, redis, size=settings.leaderboard_size)  # issue 4
+    app[CONTEXT].leaderboards = leaderboards
+    app[READS] = ReadContext(settings=settings, clock=clock, db=db, metrics=app[CONTEXT].metrics,
+                             leaderboards=leaderboards)
 
     async def clients(app: web.Application) -> AsyncIterator[None]:
         # The spool must open (a 202 relies on it); Kafka, PostgreSQL and Redis may come later.

@@ -1,16 +1,25 @@
-"""Request helpers shared by every gateway route: auth, JSON bodies, client IP, error responses."""
+"""Request helpers shared by every gateway route (and the reads a worker serves): auth, JSON bodies, client
+IP, error responses, and the middleware that maps every error to one response shape."""
 from __future__ import annotations
 
 import hmac
 import ipaddress
+import logging
+import uuid
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
 
 from . import serde
-from .errors import AuthError, IngestflowError, PayloadTooLarge, UnsupportedMediaType, ValidationError
+from .errors import (AuthError, ForbiddenError, IngestflowError, PayloadTooLarge, Unavailable, UnsupportedMediaType,
+                     ValidationError)
+from .observability import EVENTS_REJECTED, REQUESTS
 
-__all__ = ["require_secret", "read_json", "read_body", "client_ip", "json_response", "error_response"]
+__all__ = ["require_secret", "read_json", "read_body", "client_ip", "json_response", "error_response",
+           "errors_middleware"]
+
+log = logging.getLogger(__name__)
 
 
 def require_secret(request: web.Request, header: str, expected: str) -> None:
@@ -70,3 +79,32 @@ def error_response(exc: IngestflowError) -> web.Response:
     if retry_after is not None:
         headers["Retry-After"] = str(max(1, int(retry_after + 0.999)))
     return json_response(exc.to_dict(), status=exc.status, headers=headers)
+
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+BROWSER_ALLOWED = {"/health", "/health/live", "/health/ready"}
+
+
+@web.middleware
+async def errors_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
+    route = request.match_info.route.resource.canonical if request.match_info.route.resource else "unmatched"
+    try:
+        # Server-to-server only: a browser (it always sends Origin on cross-site requests) is refused.
+        if "Origin" in request.headers and request.path not in BROWSER_ALLOWED:
+            raise ForbiddenError("browser requests are not accepted; call this service server-to-server")
+        response = await handler(request)
+    except IngestflowError as exc:
+        EVENTS_REJECTED.labels(reason=type(exc).__name__).inc()
+        if isinstance(exc, Unavailable):
+            log.warning("unavailable: %s", exc.message, extra={"request_id": request_id})
+        response = error_response(exc)
+    except web.HTTPException as exc:
+        response = json_response({"error": exc.reason, "message": exc.text or exc.reason}, status=exc.status)
+    except Exception:
+        log.exception("unhandled error on %s", route, extra={"request_id": request_id})
+        response = json_response({"error": "InternalError", "message": "internal error",
+                                  "requestId": request_id}, status=500)
+    response.headers["x-request-id"] = request_id
+    REQUESTS.labels(route=route, status=str(response.status)).inc()
+    return response

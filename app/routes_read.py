@@ -1,5 +1,6 @@
 """GET reads of derived state: daily metrics from PostgreSQL, leaderboards from Redis with PostgreSQL as the
-fallback (app/leaderboard_store.py), trending scores."""
+fallback (app/leaderboard_store.py), trending scores, search. Served by the gateway and by every worker
+(`mount`): all of it is in the shared stores, so any process gives the same answer."""
 from __future__ import annotations
 
 from datetime import date, timedelta
@@ -8,13 +9,13 @@ from aiohttp import web
 
 from ingestflow.agents.trending import decayed
 
-from .context import CONTEXT
+from .context import READS, ReadContext
 from .crawl_store import CrawlStore
-from .errors import Unavailable, ValidationError
-from .http import json_response
+from .errors import ValidationError
+from .http import errors_middleware, json_response
 from .leaderboard_store import PERIODS, SCOPES, period_range
 
-__all__ = ["routes", "date_range"]
+__all__ = ["routes", "date_range", "mount"]
 
 routes = web.RouteTableDef()
 MAX_RANGE_DAYS = 366
@@ -41,7 +42,7 @@ def date_range(query: dict[str, str], today: date) -> tuple[date, date]:
 
 @routes.get("/metrics/rules/{rule_id}")
 async def rule_metrics(request: web.Request) -> web.Response:
-    ctx = request.app[CONTEXT]
+    ctx = request.app[READS]
     rule_id = request.match_info["rule_id"]
     start, end = date_range(dict(request.query), ctx.clock.now().date())
     days = await ctx.metrics.rule_days(rule_id, start, end)
@@ -56,7 +57,7 @@ def _totals(days: list[dict[str, object]], keys: tuple[str, ...]) -> dict[str, i
 
 @routes.get("/metrics/authors/{author_id}")
 async def author_metrics(request: web.Request) -> web.Response:
-    ctx = request.app[CONTEXT]
+    ctx = request.app[READS]
     author_id = request.match_info["author_id"]
     start, end = date_range(dict(request.query), ctx.clock.now().date())
     days = await ctx.metrics.author_days(author_id, start, end)
@@ -83,10 +84,8 @@ def _scope(query: dict[str, str]) -> str:
 @routes.get("/leaderboards/{period}")
 async def leaderboard(request: web.Request) -> web.Response:
     """Top subjects by score over the period ending on `date` (default today, UTC)."""
-    ctx = request.app[CONTEXT]
+    ctx = request.app[READS]
     boards = ctx.leaderboards
-    if boards is None:
-        raise Unavailable("leaderboards are not configured")
     period = request.match_info["period"]
     if period not in PERIODS:
         raise ValidationError("period", f"must be one of {', '.join(PERIODS)}, got {period[:32]!r}")
@@ -106,9 +105,7 @@ async def leaderboard(request: web.Request) -> web.Response:
 @routes.get("/trending/{scope}")
 async def trending(request: web.Request) -> web.Response:
     """Top rules or authors by decayed score (agents/trending.py), `score` as of now."""
-    ctx = request.app[CONTEXT]
-    if ctx.leaderboards is None:
-        raise Unavailable("leaderboards are not configured")
+    ctx = request.app[READS]
     scope = _scope({"scope": request.match_info["scope"]})
     limit = _limit(dict(request.query), 1000)
     now = ctx.clock.time()
@@ -122,7 +119,7 @@ async def trending(request: web.Request) -> web.Response:
 @routes.get("/search")
 async def search(request: web.Request) -> web.Response:
     """Full-text search over crawl items (PostgreSQL websearch syntax: words, "phrases", -exclusions)."""
-    ctx = request.app[CONTEXT]
+    ctx = request.app[READS]
     query = dict(request.query)
     q = (query.get("q") or "").strip()
     if not q:
@@ -132,3 +129,10 @@ async def search(request: web.Request) -> web.Response:
     limit = _limit(query, 100)
     results = await CrawlStore(ctx.db).search(q, limit)
     return json_response({"q": q, "count": len(results), "results": results})
+
+
+def mount(web_app: web.Application, reads: ReadContext) -> None:
+    """Serve the reads on another process's aiohttp application (a worker's Faust web server)."""
+    web_app[READS] = reads
+    web_app.middlewares.append(errors_middleware)
+    web_app.add_routes(routes)

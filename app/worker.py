@@ -9,6 +9,7 @@ import logging
 from typing import Any
 
 import faust
+from faust.web.drivers.aiohttp import Web as AiohttpWeb
 from mode import Service
 
 from ingestflow.agents import crawl as crawl_agent
@@ -18,9 +19,11 @@ from ingestflow.agents import rule_metrics
 from ingestflow.schemas import topics
 from ingestflow.tables import dedup_keys, rule_catalog, rule_daily, rule_trending, view_guard
 
+from . import routes_read
 from .archive import backend_for
 from .clock import SystemClock
 from .commit_gate import CommitGate, gated_transactions
+from .context import ReadContext
 from .crawl_store import CrawlStore
 from .db import Database
 from .donation_store import DonationStore
@@ -69,6 +72,7 @@ def build_app(settings: Settings) -> faust.App:
     redis = RedisClient(settings.redis_url)
     app.service(_started(redis))
     leaderboards = LeaderboardStore(db, redis, size=settings.leaderboard_size)
+    metrics = MetricsStore(db, settings.weights)
     parts = topics.EVENTS.partitions
     analytics_tables = rule_metrics.Tables(
         daily=rule_daily.define(app, partitions=parts),
@@ -84,7 +88,7 @@ def build_app(settings: Settings) -> faust.App:
                                      dedup_retention_s=settings.dedup_retention_days * 86400.0,
                                      half_life_s=settings.trending_half_life_hours * 3600.0,
                                      weights=settings.weights),
-        store=MetricsStore(db, settings.weights), trending_sink=leaderboards)
+        store=metrics, trending_sink=leaderboards)
     leaderboard_jobs.register(app, store=leaderboards, clock=SystemClock(),
                               refresh_s=settings.leaderboard_refresh_s, cron=settings.cron_schedule)
     crawl_agent.register(app, items=topic(topics.CRAWL), dead_letters=dead_letters, store=CrawlStore(db))
@@ -98,6 +102,11 @@ def build_app(settings: Settings) -> faust.App:
     # --- end archive
 
     prometheus_sensors(app)
+    # The GET reads, served here as on the gateway (from the shared stores, so every worker answers alike).
+    web = app.web
+    assert isinstance(web, AiohttpWeb)  # the driver of web="aiohttp://" (Faust's default)
+    routes_read.mount(web.web_app, ReadContext(settings=settings, clock=SystemClock(), db=db, metrics=metrics,
+                                               leaderboards=leaderboards))
     table_sizes(app)
 
     probe_producer = Producer(settings.kafka_bootstrap, send_timeout=2.0, client_id="ingestflow-health")

@@ -1,6 +1,6 @@
 """Reads over the analytics, with two workers sharing the partitions of one consumer group and a private
-Redis that is stopped halfway: every read endpoint answers the truth computed from the input, from Redis
-while it is up and from PostgreSQL once it is down."""
+Redis that is stopped halfway: every read endpoint, on the gateway and on each worker, answers the truth
+computed from the input, from Redis while it is up and from PostgreSQL once it is down."""
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -12,11 +12,12 @@ from . import analytics_data
 from .conftest import eventually, start_group_at_end, wait_http
 
 GATEWAY = "http://127.0.0.1:18310"
+WORKERS = ("http://127.0.0.1:18311", "http://127.0.0.1:18312")
 WEIGHTS = {"views": 1.0, "copies": 3.0}
 
 
-async def _get(http: aiohttp.ClientSession, path: str, **params: Any) -> tuple[int, Any]:
-    async with http.get(GATEWAY + path, params=params) as resp:
+async def _get(http: aiohttp.ClientSession, path: str, base: str = GATEWAY, **params: Any) -> tuple[int, Any]:
+    async with http.get(base + path, params=params) as resp:
         return resp.status, await resp.json()
 
 
@@ -76,21 +77,25 @@ async def test_two_workers_and_a_redis_outage_leave_every_read_correct(
             raise
 
         async def check_all(source: str) -> None:
+            for base in (GATEWAY, *WORKERS):  # every process answers every read alike
+                await check_reads(base, source)
+
+        async def check_reads(base: str, source: str) -> None:
             for rule, t in rule_totals.items():
-                status, body = await _get(http, f"/metrics/rules/{rule}", **{"from": "2026-11-01", "to": "2026-11-30"})
+                status, body = await _get(http, f"/metrics/rules/{rule}", base, **{"from": "2026-11-01", "to": "2026-11-30"})
                 assert status == 200
                 assert {k: body["totals"][k] for k in t} == t
                 assert {d["day"]: {"views": d["views"], "copies": d["copies"]} for d in body["days"]} == {
                     day: c for (r, day), c in ((k, v) for s in streams for k, v in s.truth.items()) if r == rule}
-            status, body = await _get(http, "/leaderboards/all-time", scope="rules", limit="100")
+            status, body = await _get(http, "/leaderboards/all-time", base, scope="rules", limit="100")
             assert status == 200 and body["source"] == source
             mine = [(e["id"], e["score"]) for e in body["entries"]]
             assert mine == expected_rules
-            status, body = await _get(http, "/leaderboards/all-time", scope="authors", limit="100")
+            status, body = await _get(http, "/leaderboards/all-time", base, scope="authors", limit="100")
             mine = [(e["id"], e["score"]) for e in body["entries"]]
             assert mine == sorted(((a, t["views"] + 3 * t["copies"]) for a, t in author_totals.items()),
                                   key=lambda kv: (-kv[1], kv[0]))
-            status, body = await _get(http, "/leaderboards/daily", scope="rules", date="2026-11-20", limit="100")
+            status, body = await _get(http, "/leaderboards/daily", base, scope="rules", date="2026-11-20", limit="100")
             day_scores = {rule: c["views"] + 3 * c["copies"] for (rule, day), c in
                           ((k, v) for s in streams for k, v in s.truth.items()) if day == "2026-11-20"}
             assert [(e["id"], e["score"]) for e in body["entries"]] == sorted(
@@ -102,9 +107,10 @@ async def test_two_workers_and_a_redis_outage_leave_every_read_correct(
             return True
         await eventually(served_hot, timeout=30, what="leaderboards served correctly from Redis")
 
-        status, body = await _get(http, "/trending/rules", limit="100")
-        ranked = [e["id"] for e in body["entries"]]
-        assert status == 200 and ranked == [rule for rule, _ in expected_rules]  # same times, so by weight
+        for base in (GATEWAY, *WORKERS):
+            status, body = await _get(http, "/trending/rules", base, limit="100")
+            ranked = [e["id"] for e in body["entries"]]
+            assert status == 200 and ranked == [rule for rule, _ in expected_rules]  # same times, so by weight
 
         # Both workers counted events: the partitions really were shared.
         for port in (18311, 18312):
@@ -116,7 +122,8 @@ async def test_two_workers_and_a_redis_outage_leave_every_read_correct(
 
         redis.stop()
         await check_all("postgres")
-        status, body = await _get(http, "/leaderboards/weekly", scope="teams")
-        assert status == 400 and body["field"] == "scope"
-        status, body = await _get(http, "/leaderboards/yearly")
-        assert status == 400 and body["field"] == "period"
+        for base in (GATEWAY, *WORKERS):
+            status, body = await _get(http, "/leaderboards/weekly", base, scope="teams")
+            assert status == 400 and body["field"] == "scope"
+            status, body = await _get(http, "/leaderboards/yearly", base)
+            assert status == 400 and body["field"] == "period"
