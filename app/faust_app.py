@@ -44,7 +44,10 @@ def new_app(settings: Settings, *, app_id: str | None = None, web: bool = True) 
         producer_linger=0.05,
         broker_commit_interval=1.0,
         table_cleanup_interval=300.0,
-        stream_wait_empty=False,
+        # A rebalance waits for every batch in flight to finish (tables, PostgreSQL, ack) and commits it
+        # before the partitions are revoked. Without it a batch could straddle the rebalance: its changelog
+        # records aborted with the old transaction while its late acks were committed by the next one.
+        stream_wait_empty=True,
         autodiscover=False,
         loghandlers=[],
     )
