@@ -14,6 +14,7 @@ from faust.sensors.prometheus import PrometheusMonitor, setup_prometheus_sensors
 
 from ingestflow.schemas import topics
 
+from .rebalance_acks import current_generation_acks
 from .settings import Settings
 
 __all__ = ["new_app", "QuietWorker", "LeanPrometheusMonitor", "prometheus_sensors"]
@@ -44,13 +45,13 @@ def new_app(settings: Settings, *, app_id: str | None = None, web: bool = True) 
         producer_linger=0.05,
         broker_commit_interval=1.0,
         table_cleanup_interval=300.0,
-        # A rebalance waits for every batch in flight to finish (tables, PostgreSQL, ack) and commits it
-        # before the partitions are revoked. Without it a batch could straddle the rebalance: its changelog
-        # records aborted with the old transaction while its late acks were committed by the next one.
-        stream_wait_empty=True,
+        # A rebalance does not wait for the batches in flight: their acks no longer count once it starts
+        # (app/rebalance_acks.py), so their events are delivered again and the dedup keeps them once.
+        stream_wait_empty=False,
         autodiscover=False,
         loghandlers=[],
     )
+    setattr(app.transport, "Consumer", current_generation_acks(app.transport.Consumer))  # this app's only
     # Table writes queue changelog messages in Faust's producer buffer; at its default bound of 100 the
     # streams pause to drain it every hundred writes. A batch of ours writes more than that at once.
     app.producer.buffer.max_messages = 10_000
