@@ -1,5 +1,6 @@
 """The Faust app as every ingestflow process runs it: exactly-once, raw bytes in and out (our own orjson
-decoding, app/serde.py), RocksDB tables, and the Faust settings that decide its speed.
+decoding, app/serde.py), RocksDB tables, a consumer that commits only acks of the current generation
+(app/rebalance_acks.py), and the Faust settings that decide its speed.
 
 `new_app` is shared by the worker (app/worker.py) and the benchmark's bare-Faust baseline, so the
 benchmark's framework ceiling runs with exactly the worker's settings.
