@@ -40,7 +40,7 @@ class GatewayContext:
     metrics: MetricsStore
     redis: RedisClient
     limiter: RateLimiter
-    leaderboards: LeaderboardStore | None = None  # issue 4: set by the gateway, Redis hot + PostgreSQL cold
+    leaderboards: LeaderboardStore  # issue 4: Redis hot + PostgreSQL cold
 
 
 CONTEXT = web.AppKey("context", GatewayContext)

@@ -38,12 +38,11 @@ def build_gateway(settings: Settings, *, clock: Clock | None = None) -> web.Appl
     limiter = RateLimiter(redis, clock, {"events": settings.rate_limit_events_per_min,
                                          "records": settings.rate_limit_events_per_min,
                                          "crawl": settings.rate_limit_crawl_per_min})
-    app[CONTEXT] = GatewayContext(settings=settings, clock=clock, publisher=publisher,
-                                  db=db, metrics=MetricsStore(db), redis=redis, limiter=limiter)
+    metrics = MetricsStore(db)
     leaderboards = LeaderboardStore(db, redis, size=settings.leaderboard_size)  # issue 4
-    app[CONTEXT].leaderboards = leaderboards
-    app[READS] = ReadContext(settings=settings, clock=clock, db=db, metrics=app[CONTEXT].metrics,
-                             leaderboards=leaderboards)
+    app[CONTEXT] = GatewayContext(settings=settings, clock=clock, publisher=publisher, db=db, metrics=metrics,
+                                  redis=redis, limiter=limiter, leaderboards=leaderboards)
+    app[READS] = ReadContext(settings=settings, clock=clock, db=db, metrics=metrics, leaderboards=leaderboards)
 
     async def clients(app: web.Application) -> AsyncIterator[None]:
         # The spool must open (a 202 relies on it); Kafka, PostgreSQL and Redis may come later.

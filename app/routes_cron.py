@@ -8,7 +8,7 @@ from . import audit, serde
 from .context import CONTEXT
 from .crawl_store import CrawlStore
 from .donation_store import DonationStore
-from .errors import Unavailable, ValidationError
+from .errors import ValidationError
 from .http import json_response, read_body, require_secret
 from .rollup import RollupRequest, run_rollup
 
@@ -21,8 +21,6 @@ routes = web.RouteTableDef()
 async def rollup(request: web.Request) -> web.Response:
     ctx = request.app[CONTEXT]
     require_secret(request, "x-cron-secret", ctx.settings.cron_secret.get())
-    if ctx.leaderboards is None:
-        raise Unavailable("leaderboards are not configured")
     body = await read_body(request, ctx.settings.max_body_bytes)
     try:
         parsed = serde.loads(body) if body.strip() else None
