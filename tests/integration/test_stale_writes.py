@@ -4,9 +4,11 @@ ones, and a replay of an old range writes old versions again; the newer ones mus
 in Redis."""
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from datetime import date, datetime, timezone
 
 import asyncpg
+import pytest
 
 from ingestflow.app.crawl_store import CrawlStore
 from ingestflow.app.db import Database
@@ -21,8 +23,15 @@ from .conftest import DSN
 DAY = date(2026, 11, 20)
 
 
-async def test_a_stale_lower_day_total_never_replaces_a_newer_one(pg: asyncpg.Connection, unique: str) -> None:
-    db = Database(DSN, max_size=1)
+@pytest.fixture
+async def db() -> AsyncIterator[Database]:
+    database = Database(DSN, max_size=1)
+    yield database
+    await database.stop()
+
+
+async def test_a_stale_lower_day_total_never_replaces_a_newer_one(
+        db: Database, pg: asyncpg.Connection, unique: str) -> None:
     store = MetricsStore(db, {"VIEW": 1.0, "COPY": 3.0})
     rule = f"ms{unique}"
     try:
@@ -38,11 +47,10 @@ async def test_a_stale_lower_day_total_never_replaces_a_newer_one(pg: asyncpg.Co
         assert (row["views"], row["copies"], row["saves"], row["score"]) == (12, 2, 1, 18.0)
     finally:
         await pg.execute("DELETE FROM rule_metric_daily WHERE rule_id = $1", rule)
-        await db.stop()
 
 
-async def test_a_stale_event_author_never_replaces_the_catalog_author(pg: asyncpg.Connection, unique: str) -> None:
-    db = Database(DSN, max_size=1)
+async def test_a_stale_event_author_never_replaces_the_catalog_author(
+        db: Database, pg: asyncpg.Connection, unique: str) -> None:
     store = MetricsStore(db)
     rule = f"ms{unique}"
     try:
@@ -57,12 +65,10 @@ async def test_a_stale_event_author_never_replaces_the_catalog_author(pg: asyncp
         assert (row["author_id"], row["source"]) == ("eve", "event")
     finally:
         await pg.execute("DELETE FROM rule_authors WHERE rule_id = $1", rule)
-        await db.stop()
 
 
 async def test_a_stale_lower_trending_value_is_skipped_in_postgres_and_redis(
-        pg: asyncpg.Connection, unique: str) -> None:
-    db = Database(DSN, max_size=1)
+        db: Database, pg: asyncpg.Connection, unique: str) -> None:
     redis = RedisClient(BASE_ENV["REDIS_URL"])
     await redis.start()
     store = LeaderboardStore(db, redis, size=10)
@@ -79,11 +85,10 @@ async def test_a_stale_lower_trending_value_is_skipped_in_postgres_and_redis(
         await pg.execute("DELETE FROM rule_trending WHERE rule_id = $1", rule)
         await redis.redis.zrem(TRENDING_KEY, rule)
         await redis.stop()
-        await db.stop()
 
 
-async def test_an_older_crawl_item_version_never_replaces_a_newer_one(pg: asyncpg.Connection, unique: str) -> None:
-    db = Database(DSN, max_size=1)
+async def test_an_older_crawl_item_version_never_replaces_a_newer_one(
+        db: Database, pg: asyncpg.Connection, unique: str) -> None:
     store = CrawlStore(db)
     source = f"ms{unique}"
 
@@ -100,14 +105,12 @@ async def test_an_older_crawl_item_version_never_replaces_a_newer_one(pg: asyncp
         assert await pg.fetchval("SELECT title FROM crawl_items WHERE source_id = $1", source) == "Third take"
     finally:
         await pg.execute("DELETE FROM crawl_items WHERE source_id = $1", source)
-        await db.stop()
 
 
 async def test_a_rule_day_written_without_its_author_known_still_refreshes_the_authors_day(
-        pg: asyncpg.Connection, unique: str) -> None:
+        db: Database, pg: asyncpg.Connection, unique: str) -> None:
     """The new owner of a partition replays a rule's events before its catalog record, so its catalog table
     has no author yet; the author the old owner already wrote to rule_authors must get the new totals."""
-    db = Database(DSN, max_size=1)
     store = MetricsStore(db, {"VIEW": 1.0, "COPY": 3.0})
     rule, author = f"ms{unique}", f"ms{unique}-ann"
     try:
@@ -123,4 +126,3 @@ async def test_a_rule_day_written_without_its_author_known_still_refreshes_the_a
         await pg.execute("DELETE FROM rule_metric_daily WHERE rule_id = $1", rule)
         await pg.execute("DELETE FROM rule_authors WHERE rule_id = $1", rule)
         await pg.execute("DELETE FROM author_metric_daily WHERE author_id = $1", author)
-        await db.stop()
