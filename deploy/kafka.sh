@@ -70,17 +70,26 @@ start() {
     java_run kafka.tools.StorageTool format -t "ingestflow-local-cluster01" \
       -c "$data_dir/server.properties" >/dev/null
   fi
+  # The previous run's log moves aside, so the wait below reads only this start's lines (and a long-lived
+  # broker's log does not grow without bound).
+  [ -f "$data_dir/server.log" ] && mv -f "$data_dir/server.log" "$data_dir/server.log.1"
   nohup java -Xms256m -Xmx1g -Dlog4j.configuration="file:$data_dir/log4j.properties" \
     -cp "$home_dir/libs/*" kafka.Kafka "$data_dir/server.properties" >"$log" 2>&1 &
   echo $! > "$pidfile"
-  for _ in $(seq 1 120); do
-    if answers && java_run org.apache.kafka.tools.TopicCommand --bootstrap-server "127.0.0.1:$port" --list >/dev/null 2>&1; then
-      echo "kafka: up on 127.0.0.1:$port (data in $data_dir)"; return 0
-    fi
+  # After an unclean stop (kill -9, power loss) the broker recovers every partition's log before it serves,
+  # which takes minutes with thousands of partitions: wait while it is alive and still starting, polling its
+  # own log (cheap) rather than starting a client JVM every second on a machine it is busy recovering on.
+  local timeout=${KAFKA_START_TIMEOUT_S:-900} waited=0
+  while [ "$waited" -lt "$timeout" ]; do
     running || { echo "kafka: exited during start-up, see $log and $data_dir/server.log" >&2; tail -20 "$log" >&2; return 1; }
-    sleep 1
+    if grep -q "Kafka Server started" "$data_dir/server.log" 2>/dev/null && answers \
+        && java_run org.apache.kafka.tools.TopicCommand --bootstrap-server "127.0.0.1:$port" --list >/dev/null 2>&1; then
+      echo "kafka: up on 127.0.0.1:$port after ${waited} s (data in $data_dir)"; return 0
+    fi
+    [ $((waited % 30)) -eq 29 ] && echo "kafka: still starting after $((waited + 1)) s (recovering its logs)" >&2
+    sleep 1; waited=$((waited + 1))
   done
-  echo "kafka: did not answer within 120 s, see $data_dir/server.log" >&2; return 1
+  echo "kafka: did not answer within $timeout s, see $data_dir/server.log" >&2; return 1
 }
 
 stop() {

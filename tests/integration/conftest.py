@@ -14,6 +14,7 @@ from typing import Any
 
 import asyncpg
 import pytest
+from aiokafka.admin import AIOKafkaAdminClient
 
 from ingestflow.app.db import migrate
 from ingestflow.app.kafka import ensure_topics
@@ -31,6 +32,19 @@ def services() -> None:
     subprocess.run([str(ROOT / "deploy" / "services.sh"), "start"], check=True)
     asyncio.run(migrate(DSN))
     asyncio.run(ensure_topics(BASE_ENV["KAFKA_BOOTSTRAP_SERVERS"], topics.ALL))
+
+
+async def delete_app_topics(bootstrap: str, app_ids: set[str]) -> list[str]:
+    """Delete the topics Faust made for these app ids (all named "<app id>-..."); return their names."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        names = [t for t in await admin.list_topics() if any(t.startswith(f"{a}-") for a in app_ids)]
+        if names:
+            await admin.delete_topics(names)
+        return names
+    finally:
+        await admin.close()
 
 
 @pytest.fixture
@@ -105,6 +119,13 @@ def spawn(tmp_path: Path, services: None) -> Iterator[Callable[..., Process]]:
     yield make
     for proc in reversed(started):
         proc.stop()
+    # Every test runs its workers under a new app id, so without this the shared broker gains a few dozen
+    # partitions (table changelogs) per test and, after an unclean stop, spends minutes recovering them
+    # before it serves again.
+    app_ids = {p.env["WORKER_APP_ID"] for p in started if "WORKER_APP_ID" in p.env
+               and p.env["KAFKA_BOOTSTRAP_SERVERS"] == BASE_ENV["KAFKA_BOOTSTRAP_SERVERS"]}
+    if app_ids:
+        asyncio.run(delete_app_topics(BASE_ENV["KAFKA_BOOTSTRAP_SERVERS"], app_ids))
 
 
 async def eventually(check: Callable[[], Any], timeout: float = 60.0, interval: float = 0.5,
