@@ -34,12 +34,12 @@ def services() -> None:
     asyncio.run(ensure_topics(BASE_ENV["KAFKA_BOOTSTRAP_SERVERS"], topics.ALL))
 
 
-async def delete_app_topics(bootstrap: str, app_ids: set[str]) -> list[str]:
-    """Delete the topics Faust made for these app ids (all named "<app id>-..."); return their names."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+async def delete_topics(prefixes: set[str]) -> list[str]:
+    """Delete the shared broker's topics whose names start with one of `prefixes`; return their names."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=BASE_ENV["KAFKA_BOOTSTRAP_SERVERS"])
     await admin.start()
     try:
-        names = [t for t in await admin.list_topics() if any(t.startswith(f"{a}-") for a in app_ids)]
+        names = [t for t in await admin.list_topics() if t.startswith(tuple(prefixes))]
         if names:
             await admin.delete_topics(names)
         return names
@@ -122,10 +122,10 @@ def spawn(tmp_path: Path, services: None) -> Iterator[Callable[..., Process]]:
     # Every test runs its workers under a new app id, so without this the shared broker gains a few dozen
     # partitions (table changelogs) per test and, after an unclean stop, spends minutes recovering them
     # before it serves again.
-    app_ids = {p.env["WORKER_APP_ID"] for p in started if "WORKER_APP_ID" in p.env
-               and p.env["KAFKA_BOOTSTRAP_SERVERS"] == BASE_ENV["KAFKA_BOOTSTRAP_SERVERS"]}
-    if app_ids:
-        asyncio.run(delete_app_topics(BASE_ENV["KAFKA_BOOTSTRAP_SERVERS"], app_ids))
+    app_topics = {f'{p.env["WORKER_APP_ID"]}-' for p in started if "WORKER_APP_ID" in p.env
+                  and p.env["KAFKA_BOOTSTRAP_SERVERS"] == BASE_ENV["KAFKA_BOOTSTRAP_SERVERS"]}
+    if app_topics:
+        asyncio.run(delete_topics(app_topics))
 
 
 async def eventually(check: Callable[[], Any], timeout: float = 60.0, interval: float = 0.5,

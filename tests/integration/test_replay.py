@@ -3,8 +3,10 @@ from __future__ import annotations
 
 import asyncio
 from datetime import datetime, timedelta, timezone
+from collections.abc import AsyncIterator
 from pathlib import Path
 
+import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from ingestflow.app.kafka import ensure_topics
@@ -13,10 +15,18 @@ from ingestflow.app.replay import replay
 from ingestflow.schemas.topics import TopicSpec
 
 from ..conftest import BASE_ENV
-from .conftest import interrupted_after_first_step
+from .conftest import delete_topics, interrupted_after_first_step
 
 BOOTSTRAP = BASE_ENV["KAFKA_BOOTSTRAP_SERVERS"]
 T0 = datetime(2026, 10, 1, tzinfo=timezone.utc)
+
+
+@pytest.fixture
+async def replay_topics(services: None, unique: str) -> AsyncIterator[tuple[str, str]]:
+    """A source and a destination topic of this test's own, deleted afterwards."""
+    src, dst = f"replay-src-{unique}", f"replay-dst-{unique}"
+    yield src, dst
+    await delete_topics({src, dst})
 
 
 async def _seed(topic: str, n: int) -> None:
@@ -47,8 +57,8 @@ async def _read_all(topic: str, expected: int) -> list[tuple[bytes, bytes, int]]
     return got
 
 
-async def test_replay_reproduces_exactly_the_time_range(services: None, unique: str, tmp_path: Path) -> None:
-    src, dst = f"replay-src-{unique}", f"replay-dst-{unique}"
+async def test_replay_reproduces_exactly_the_time_range(replay_topics: tuple[str, str], tmp_path: Path) -> None:
+    src, dst = replay_topics
     await _seed(src, 30)
     await ensure_topics(BOOTSTRAP, [TopicSpec(dst, key="k", partitions=2)])
     report = await replay(BOOTSTRAP, src, T0 + timedelta(minutes=10), T0 + timedelta(minutes=20), into=dst,
@@ -61,8 +71,8 @@ async def test_replay_reproduces_exactly_the_time_range(services: None, unique: 
     assert not (tmp_path / "cp.json").exists()
 
 
-async def test_interrupted_replay_resumes_without_repeating(services: None, unique: str, tmp_path: Path) -> None:
-    src, dst = f"replay-src-{unique}", f"replay-dst-{unique}"
+async def test_interrupted_replay_resumes_without_repeating(replay_topics: tuple[str, str], tmp_path: Path) -> None:
+    src, dst = replay_topics
     await _seed(src, 40)
     await ensure_topics(BOOTSTRAP, [TopicSpec(dst, key="k", partitions=2)])
     checkpoint = Checkpoint(tmp_path / "cp.json")
