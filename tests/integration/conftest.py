@@ -236,6 +236,42 @@ async def start_group_at_end(group_id: str, topic_names: tuple[str, ...] | None 
         await consumer.stop()
 
 
+# What a worker consumes (it only produces to notifications and dead-letters).
+WORKER_INPUTS = tuple(spec.name for spec in (topics.EVENTS, topics.RULES, topics.STRIPE, topics.CRAWL, topics.RECORDS))
+
+
+async def committed_lag(group_id: str, topic_names: tuple[str, ...] = WORKER_INPUTS) -> dict[str, int]:
+    """The partitions where the group's committed offset is short of the end (what the dashboard's lag panel
+    shows), as "topic[partition]" -> records behind. Empty once the group has committed all it was given."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    names = topic_names
+    admin = AIOKafkaAdminClient(bootstrap_servers=BASE_ENV["KAFKA_BOOTSTRAP_SERVERS"])
+    consumer = AIOKafkaConsumer(bootstrap_servers=BASE_ENV["KAFKA_BOOTSTRAP_SERVERS"])
+    await admin.start()
+    await consumer.start()
+    try:
+        committed = {tp: meta.offset for tp, meta in (await admin.list_consumer_group_offsets(group_id)).items()}
+        await consumer._client.force_metadata_update()
+        tps = [TopicPartition(t, p) for t in names
+               for p in sorted(consumer._client.cluster.partitions_for_topic(t) or ())]
+        ends = await consumer.end_offsets(tps)
+    finally:
+        await consumer.stop()
+        await admin.close()
+    return {f"{tp.topic}[{tp.partition}]": end - max(committed.get(tp, 0), 0)
+            for tp, end in ends.items() if end > committed.get(tp, 0)}
+
+
+async def all_committed(group_id: str, timeout: float = 60.0) -> None:
+    """Waits until the group has committed everything on its topics; fails showing the lag left."""
+    async def caught_up() -> bool:
+        lag = await committed_lag(group_id)
+        assert not lag, f"lag of group {group_id}: {lag}"
+        return True
+    await eventually(caught_up, timeout, what="the group's commits reaching the end of its topics")
+
+
 def interrupted_after_first_step(name: str, stop: asyncio.Event) -> Progress:
     """A progress display that sets `stop` (what Ctrl-C does) once the first step is reported, for testing
     that a long command stops cleanly and resumes."""
