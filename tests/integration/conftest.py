@@ -14,7 +14,9 @@ from typing import Any
 
 import asyncpg
 import pytest
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.structs import OffsetAndMetadata
 
 from ingestflow.app.db import migrate
 from ingestflow.app.kafka import ensure_topics
@@ -213,24 +215,26 @@ def private_service(tmp_path: Path) -> Iterator[Callable[[str, int], PrivateServ
                 subprocess.run(["rm", "-rf", str(svc.data_dir)], check=False)
 
 
+async def _end_offsets(consumer: AIOKafkaConsumer, names: tuple[str, ...]) -> dict[TopicPartition, int]:
+    """The end offset of every partition of these topics, through a started consumer."""
+    await consumer._client.force_metadata_update()
+    tps = [TopicPartition(t, p) for t in names
+           for p in sorted(consumer._client.cluster.partitions_for_topic(t) or ())]
+    return dict(await consumer.end_offsets(tps))
+
+
 async def start_group_at_end(group_id: str, topic_names: tuple[str, ...] | None = None) -> None:
     """Commit the current end offsets for a new consumer group (what an operator does to start a new
     deployment "from now"), so a test's worker reads only the records the test produces next, not every
     record earlier tests left on the shared topics (Faust delivers all topics through one consumer, so a
     backlog on one topic would delay the others too)."""
-    from aiokafka import AIOKafkaConsumer, TopicPartition
-    from aiokafka.structs import OffsetAndMetadata
-
     names = topic_names or tuple(spec.name for spec in topics.ALL)
     consumer = AIOKafkaConsumer(bootstrap_servers=BASE_ENV["KAFKA_BOOTSTRAP_SERVERS"], group_id=group_id,
                                 enable_auto_commit=False)
     await consumer.start()
     try:
-        await consumer._client.force_metadata_update()
-        tps = [TopicPartition(t, p) for t in names
-               for p in sorted(consumer._client.cluster.partitions_for_topic(t) or ())]
-        consumer.assign(tps)
-        ends = await consumer.end_offsets(tps)
+        ends = await _end_offsets(consumer, names)
+        consumer.assign(list(ends))
         await consumer.commit({tp: OffsetAndMetadata(offset, "") for tp, offset in ends.items()})
     finally:
         await consumer.stop()
@@ -243,24 +247,18 @@ WORKER_INPUTS = tuple(spec.name for spec in (topics.EVENTS, topics.RULES, topics
 async def committed_lag(group_id: str, topic_names: tuple[str, ...] = WORKER_INPUTS) -> dict[str, int]:
     """The partitions where the group's committed offset is short of the end (what the dashboard's lag panel
     shows), as "topic[partition]" -> records behind. Empty once the group has committed all it was given."""
-    from aiokafka import AIOKafkaConsumer, TopicPartition
-
-    names = topic_names
     admin = AIOKafkaAdminClient(bootstrap_servers=BASE_ENV["KAFKA_BOOTSTRAP_SERVERS"])
     consumer = AIOKafkaConsumer(bootstrap_servers=BASE_ENV["KAFKA_BOOTSTRAP_SERVERS"])
     await admin.start()
     await consumer.start()
     try:
         committed = {tp: meta.offset for tp, meta in (await admin.list_consumer_group_offsets(group_id)).items()}
-        await consumer._client.force_metadata_update()
-        tps = [TopicPartition(t, p) for t in names
-               for p in sorted(consumer._client.cluster.partitions_for_topic(t) or ())]
-        ends = await consumer.end_offsets(tps)
+        ends = await _end_offsets(consumer, topic_names)
     finally:
         await consumer.stop()
         await admin.close()
-    return {f"{tp.topic}[{tp.partition}]": end - max(committed.get(tp, 0), 0)
-            for tp, end in ends.items() if end > committed.get(tp, 0)}
+    lag = {tp: end - max(committed.get(tp, 0), 0) for tp, end in ends.items()}
+    return {f"{tp.topic}[{tp.partition}]": behind for tp, behind in lag.items() if behind > 0}
 
 
 async def all_committed(group_id: str, timeout: float = 60.0) -> None:
