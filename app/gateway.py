@@ -38,7 +38,7 @@ def build_gateway(settings: Settings, *, clock: Clock | None = None) -> web.Appl
     limiter = RateLimiter(redis, clock, {"events": settings.rate_limit_events_per_min,
                                          "records": settings.rate_limit_events_per_min,
                                          "crawl": settings.rate_limit_crawl_per_min})
-    metrics = MetricsStore(db)
+    metrics = MetricsStore(db, settings.weights)  # the same store as a worker builds
     leaderboards = LeaderboardStore(db, redis, size=settings.leaderboard_size)  # issue 4
     app[CONTEXT] = GatewayContext(settings=settings, clock=clock, publisher=publisher, db=db, metrics=metrics,
                                   redis=redis, limiter=limiter, leaderboards=leaderboards)
