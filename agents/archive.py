@@ -1,16 +1,20 @@
 """Stream job: collect each user's website records and archive them in encrypted batches.
 
-A user's batch is cut when it reaches BUFFER_SIZE records, or at a control message on the records topic
-(`flush` for one user, `flush-all` for a partition) which the gateway, the cron timer and the age timer
-send. Cuts happen at fixed positions in the topic, so a replay cuts the same batches with the same ids.
+A user's batch is cut when it reaches BUFFER_SIZE records, before a record that would take the user's
+pending value past its byte bound (tables/archive_pending.py; a record over the bound alone is a batch of
+its own), or at a control message on the records topic (`flush` for one user, `flush-all` for a partition)
+which the gateway, the cron timer and the age timer send. Cuts depend only on the topic's contents, so a
+replay cuts the same batches with the same ids.
 
 Exactly once: the batches cut from one take_events batch are uploaded (bounded concurrency) and logged
 `success` before the table is written and before Faust may ack those events; the table keeps a per-user
 offset watermark so any record or control replayed after a crash is a no-op, and a batch replayed after
 its upload finds its `success` row and is not uploaded twice. A record already buffered with the same
 content (user, website_uid, fingerprint in `archive-seen`) is dropped, so producing the same records twice
-(an import run again) archives them once. The loop never raises: a bad record is dead-lettered, a backend or
-PostgreSQL outage is retried until it passes (the partition waits).
+(an import run again) archives them once. A batch keeps its records' distinct trace ids, which its
+transfer_logs rows and log lines carry. The loop never raises: a record that fails for its own content is
+dead-lettered (agents/isolate.py finds it when a whole batch fails), a backend or PostgreSQL outage is
+retried until it passes (the partition waits).
 """
 from __future__ import annotations
 
@@ -21,21 +25,23 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-from mode import Service
-
 from ingestflow.app.archive.sink import ArchiveSink, Batch
 from ingestflow.app.archive.state import ArchiveState
-from ingestflow.app.clock import Clock
-from ingestflow.app.commit_gate import CommitGate
-from ingestflow.app.errors import ValidationError
-from ingestflow.app.kafka import OutgoingMessage, Producer
-from ingestflow.app.observability import PROCESSED
-from ingestflow.app.retry import retry
+from ingestflow.app.clients.kafka import OutgoingMessage, Producer
+from ingestflow.app.core import tracing
+from ingestflow.app.core.clock import Clock
+from ingestflow.app.core.errors import is_transient
+from ingestflow.app.core.observability import PROCESSED, observe_batch
+from ingestflow.app.core.retry import retry
+from ingestflow.app.worker.commit_gate import CommitGate
+from ingestflow.app.worker.partitions import check_changelogs
+from ingestflow.app.worker.table_event import for_tables
 from ingestflow.schemas import records as schema
 from ingestflow.schemas.topics import RECORDS
-from ingestflow.tables import archive_seen
+from ingestflow.tables import archive_pending, archive_seen
 
-from .dead_letter import dead_letter
+from .dead_letter import DeadLetters
+from .isolate import write_isolating
 
 __all__ = ["register", "Entry", "append", "cut", "is_stale", "flush_all_messages", "BufferTimer", "BATCH_SIZE"]
 
@@ -55,31 +61,46 @@ class Entry:
     first_ts: float | None = None
     offsets: list[int] = field(default_factory=list)
     records: list[dict[str, Any]] = field(default_factory=list)
+    size: int = archive_pending.EMPTY_BYTES  # value_bytes(records), kept up to date (not stored)
+    traces: list[str] = field(default_factory=list)  # the pending records' distinct trace ids
 
     @classmethod
     def load(cls, raw: dict[str, Any] | None, partition: int) -> Entry:
         if not raw:
             return cls(partition)
-        return cls(raw["p"], raw["upto"], raw.get("first_ts"), list(raw["offsets"]), list(raw["records"]))
+        records = list(raw["records"])
+        return cls(raw["p"], raw["upto"], raw.get("first_ts"), list(raw["offsets"]), records,
+                   archive_pending.value_bytes(records), list(raw.get("traces", ())))
 
     def dump(self) -> dict[str, Any]:
         return {"p": self.partition, "upto": self.upto, "first_ts": self.first_ts, "offsets": self.offsets,
-                "records": self.records}
+                "records": self.records, "traces": self.traces}
 
 
 def append(entry: Entry, user_id: int, offset: int, ts: float, record: dict[str, Any],
-           buffer_size: int) -> Batch | None:
-    """Add one record; the batch it completes (BUFFER_SIZE reached) is cut and returned."""
+           buffer_size: int, trace: str | None = None) -> list[Batch]:
+    """Add one record (with its trace id); returns the batches this cuts, in order: the pending records when
+    this one would take the value past its byte bound, this one alone when it passes the bound by itself, the
+    pending records when they reach BUFFER_SIZE."""
     if offset <= entry.upto:
-        return None  # replayed: already buffered or archived
+        return []  # replayed: already buffered or archived
+    size = archive_pending.record_bytes(record)
+    batches = [_take(entry, user_id)] if entry.records and entry.size + size > archive_pending.MAX_VALUE_BYTES \
+        else []
     entry.upto = offset
+    traces = () if trace is None else (trace,)
+    if archive_pending.EMPTY_BYTES + size > archive_pending.MAX_VALUE_BYTES:
+        return [*batches, Batch(user_id, entry.partition, (offset,), (record,), traces)]  # never held in the table
     if entry.first_ts is None:
         entry.first_ts = ts
     entry.offsets.append(offset)
     entry.records.append(record)
+    if trace is not None and trace not in entry.traces:
+        entry.traces.append(trace)
+    entry.size += size
     if len(entry.records) >= buffer_size:
-        return cut(entry, user_id, offset)
-    return None
+        batches.append(_take(entry, user_id))
+    return batches
 
 
 def cut(entry: Entry, user_id: int, offset: int) -> Batch | None:
@@ -87,10 +108,14 @@ def cut(entry: Entry, user_id: int, offset: int) -> Batch | None:
     if offset < entry.upto:
         return None  # this control was applied before a crash; what follows it is already in the entry
     entry.upto = max(entry.upto, offset)
-    if not entry.records:
-        return None
-    batch = Batch(user_id, entry.partition, tuple(entry.offsets), tuple(entry.records))
-    entry.offsets, entry.records, entry.first_ts = [], [], None
+    return _take(entry, user_id) if entry.records else None
+
+
+def _take(entry: Entry, user_id: int) -> Batch:
+    """The pending records as a batch; the entry keeps only its watermark."""
+    batch = Batch(user_id, entry.partition, tuple(entry.offsets), tuple(entry.records), tuple(entry.traces))
+    entry.offsets, entry.records, entry.first_ts, entry.size = [], [], None, archive_pending.EMPTY_BYTES
+    entry.traces = []
     return batch
 
 
@@ -107,9 +132,9 @@ class Processor:
     """The decisions of one take_events batch, kept apart from Faust so they can be tested without a broker."""
 
     def __init__(self, table: Any, seen: Any, sink: ArchiveSink, *, buffer_size: int, retention_s: float,
-                 set_current: Callable[[Any], None], dead_letters: Any,
+                 set_current: Callable[[Any], None], dead_letters: DeadLetters,
                  writes: Callable[[], AbstractAsyncContextManager[Any]] = nullcontext) -> None:
-        self.writes = writes  # the commit gate's write section (app/commit_gate.py)
+        self.writes = writes  # the commit gate's write section (app/worker/commit_gate.py)
         self.table = table
         self.seen = seen
         self.retention_s = retention_s
@@ -135,9 +160,11 @@ class Processor:
             self.set_current(event)
             try:
                 item = schema.decode_any(event.value)
-            except ValidationError as exc:
-                await dead_letter(self.dead_letters, event, exc)
-                PROCESSED.labels(agent=AGENT, outcome="dead-lettered").inc()
+                if isinstance(item, schema.WebsiteRecord):
+                    record = item.archived()
+                    print_ = archive_seen.fingerprint(record)  # serialized here, so it can be archived later
+            except Exception as exc:  # pure functions: whatever fails here is the record's own fault
+                await self.dead_letters.send(event, exc, agent=AGENT)
                 continue
             if isinstance(item, schema.Control) and item.action == "flush-all":
                 for user in self._users_of(message.partition, entries):
@@ -151,18 +178,17 @@ class Processor:
             last_event[user] = event
             if isinstance(item, schema.Control):
                 batch = cut(entry, int(user), message.offset)
-            else:
-                record = item.archived()
-                if message.offset > entry.upto:  # not a replay of what this entry already holds
-                    seen_key, print_ = archive_seen.key(user, item.wuid), archive_seen.fingerprint(record)
-                    if self._seen(seen_key, print_, event, fingerprints):
-                        PROCESSED.labels(agent=AGENT, outcome="duplicate").inc()
-                        continue
-                    fingerprints[seen_key] = (print_, event)
-                    PROCESSED.labels(agent=AGENT, outcome="buffered").inc()
-                batch = append(entry, item.user_id, message.offset, message.timestamp, record, self.buffer_size)
-            if batch:
-                batches.append(batch)
+                batches.extend([batch] if batch else [])
+                continue
+            if message.offset > entry.upto:  # not a replay of what this entry already holds
+                seen_key = archive_seen.key(user, item.wuid)
+                if self._seen(seen_key, print_, event, fingerprints):
+                    PROCESSED.labels(agent=AGENT, outcome="duplicate").inc()
+                    continue
+                fingerprints[seen_key] = (print_, event)
+                PROCESSED.labels(agent=AGENT, outcome="buffered").inc()
+            batches.extend(append(entry, item.user_id, message.offset, message.timestamp, record, self.buffer_size,
+                                  tracing.of_message(message)))
         if batches:
             # Uploads and their success rows are durable before the table changes and before any ack.
             await self.sink.archive_many(batches)
@@ -226,35 +252,27 @@ class BufferTimer:
             p: (u, r, datetime.fromtimestamp(o, timezone.utc) if o else None) for p, (u, r, o) in stats.items()})
 
 
-def register(app: Any, *, records: Any, dead_letters: Any, table: Any, seen: Any, sink: ArchiveSink,
-             state: ArchiveState, producer: Producer, clock: Clock, settings: Any, clients: list[Any],
-             gate: CommitGate) -> Any:
-    class ArchiveClients(Service):
-        """The archive backend and the control producer: connected before the agent runs, closed last."""
-
-        async def on_start(self) -> None:
-            for client in clients:
-                await client.start()
-
-        async def on_stop(self) -> None:
-            for client in reversed(clients):
-                await client.stop()
-
-    app.service(ArchiveClients)
+def register(app: Any, *, records: Any, dead_letters: DeadLetters, table: Any, seen: Any, sink: ArchiveSink,
+             state: ArchiveState, producer: Producer, clock: Clock, settings: Any, gate: CommitGate) -> Any:
+    """The archive agent and its buffer timer (the worker, app/worker/app.py, builds and starts the clients)."""
+    async def reject(event: Any, error: BaseException) -> None:
+        await dead_letters.send(event, error, agent=AGENT)
 
     # One actor per partition (isolated_partitions): a slow upload holds back only its own partition.
     @app.agent(records, name=AGENT, isolated_partitions=True)
     async def archive(stream: Any) -> None:
         processor = Processor(table, seen, sink, buffer_size=settings.buffer_size,
                               retention_s=settings.dedup_retention_days * 86400.0,
-                              set_current=stream._set_current_event, dead_letters=dead_letters,
+                              set_current=for_tables, dead_letters=dead_letters,
                               writes=gate.writes)
         async for events in stream.take_events(BATCH_SIZE, within=BATCH_WITHIN_S):
-            try:
-                await processor.handle(events)
-            except Exception:  # never leave the loop: Faust would ack the batch
-                log.exception("archive: unexpected error; retrying the batch")
-                await _retry_forever(processor, events)
+            await retry(lambda: check_changelogs((table, seen), (RECORDS.name,)),
+                        what="table changelog partitions", retry_if=is_transient)
+            # Never leaves the loop (Faust would ack the batch): an outage is retried, the partition waiting;
+            # a batch that fails otherwise is handled in halves down to the records at fault, dead-lettered.
+            # Handling is incremental and idempotent (watermarks, success rows), so halves redo nothing.
+            await write_isolating(events, processor.handle, reject, what="archive batch handling")
+            observe_batch(AGENT, events)
 
     def actives() -> set[int]:
         return {tp.partition for tp in app.assignor.assigned_actives() if tp.topic == RECORDS.name}
@@ -270,32 +288,3 @@ def register(app: Any, *, records: Any, dead_letters: Any, table: Any, seen: Any
             log.warning("archive timer: %s: %s", type(exc).__name__, exc)
 
     return archive
-
-
-async def _retry_forever(processor: Processor, events: list[Any]) -> None:
-    await retry(lambda: processor.handle(events), what="archive batch handling", base=0.5, cap=10.0)
-
-
-def wire(app: Any, *, settings: Any, db: Any, records: Any, dead_letters: Any, gate: CommitGate) -> Any:
-    """Everything the worker needs for the archive, built from settings (called from app/worker.py)."""
-    from ingestflow.app.archive import backend_for
-    from ingestflow.app.clock import SystemClock
-    from ingestflow.app.crypto import Keyring
-    from ingestflow.app.transfer_logs import TransferLogs
-    from ingestflow.tables import archive_pending
-
-    if not settings.lighthouse_private_key:
-        log.warning("archive: LIGHTHOUSE_PRIVATE_KEY is not set; the archive agent is not started")
-        return None
-    backend = backend_for(settings)
-    keyring = Keyring(settings.lighthouse_private_key.get(), tuple(k.get() for k in settings.archive_old_keys))
-    producer = Producer(settings.kafka_bootstrap, send_timeout=settings.kafka_send_timeout_s,
-                        client_id="ingestflow-archive-timer")
-    sink = ArchiveSink(backend, TransferLogs(db), keyring, app_id=settings.worker_id,
-                        concurrency=settings.archive_concurrency)
-    return register(app, records=records, dead_letters=dead_letters,
-                    table=archive_pending.define(app, partitions=RECORDS.partitions),
-                    seen=archive_seen.define(app, partitions=RECORDS.partitions,
-                                             retention_days=settings.dedup_retention_days), sink=sink,
-                    state=ArchiveState(db, settings.worker_id, settings.cron_schedule), producer=producer,
-                    clock=SystemClock(), settings=settings, clients=[backend, producer], gate=gate)

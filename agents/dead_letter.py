@@ -1,27 +1,63 @@
-"""Dead-lettering: a record that cannot be decoded or validated is parked with its error and source
-offset on the `dead-letters` topic, so the agent keeps running and nothing is silently dropped."""
+"""Dead-lettering: a record that fails for its own content (schemas/dead_letters.py has the record format) is
+parked on `dead-letters` whole, and its partition moves on; nothing is silently dropped.
+
+Each send waits for Kafka's acknowledgement before the agent goes on, so the source offset is never committed
+ahead of its dead letter; a send that fails (Kafka down) is tried again until it passes (the partition
+waits). Dead letters leave on the worker's plain producer, outside the batch's transaction: a worker
+killed between a dead letter and its batch's commit sends it again after the restart (at least once; the copies
+carry the same `dlq.source.*` headers). The record's own headers stay on its dead letter, its trace id among
+them, and the log line of each dead letter names that trace id.
+"""
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from typing import Any
 
-from ingestflow.app import serde
-from ingestflow.app.observability import DEAD_LETTERED
+from ingestflow.app.core import tracing
+from ingestflow.app.core.errors import ValidationError
+from ingestflow.app.core.observability import DEAD_LETTERED, PROCESSED
+from ingestflow.app.core.retry import retry
+from ingestflow.schemas import dead_letters as contract
 
-__all__ = ["dead_letter"]
+__all__ = ["DeadLetters", "source_of"]
 
 log = logging.getLogger(__name__)
 
 
-async def dead_letter(topic: Any, event: Any, error: Exception) -> None:
-    message = event.message
-    source = f"{message.topic}:{message.partition}:{message.offset}"
-    raw = event.value if isinstance(event.value, bytes | bytearray) else serde.dumps(event.value)
-    envelope = {"source": {"topic": message.topic, "partition": message.partition, "offset": message.offset,
-                           "timestamp": message.timestamp},
-                "error": str(error), "errorType": type(error).__name__,
-                "key": message.key.decode("utf-8", "replace") if message.key else None,
-                "value": raw.decode("utf-8", "replace")}
-    DEAD_LETTERED.labels(topic=message.topic).inc()
-    log.warning("dead-lettered %s: %s", source, error)
-    await topic.send(key=source.encode(), value=serde.dumps(envelope))
+def source_of(event: Any) -> contract.Source:
+    """The record an event was read from, its key, value and headers as they were on the wire."""
+    m = event.message
+    headers = m.headers.items() if isinstance(m.headers, Mapping) else (m.headers or ())
+    return contract.Source(topic=m.topic, partition=m.partition, offset=m.offset,
+                           timestamp_ms=round(m.timestamp * 1000), key=_raw(m.key), value=_raw(m.value),
+                           headers=tuple((str(k), _raw(v) or b"") for k, v in headers))
+
+
+class DeadLetters:
+    def __init__(self, topic: Any, *, worker: str) -> None:
+        self._topic = topic  # a Faust topic with raw key and value serializers
+        self._worker = worker
+
+    async def _deliver(self, record: contract.DeadRecord) -> None:
+        delivered = await self._topic.send(key=record.key, value=record.value, headers=record.headers)
+        await delivered
+
+    async def send(self, event: Any, error: BaseException, *, agent: str) -> None:
+        source = source_of(event)
+        failure = contract.Failure(type=type(error).__name__, message=str(error), worker=self._worker,
+                                   field=error.field if isinstance(error, ValidationError) else None)
+        for record in contract.envelopes(source, failure):
+            await retry(lambda: self._deliver(record), what=f"dead-letter {source.topic}:{source.offset}")
+        DEAD_LETTERED.labels(topic=source.topic).inc()
+        PROCESSED.labels(agent=agent, outcome="dead-lettered").inc()
+        log.warning("dead-lettered %s:%d:%d: %s: %s", source.topic, source.partition, source.offset,
+                    failure.type, failure.message[:300], extra={"trace_id": tracing.of_message(event.message)})
+
+
+def _raw(data: Any) -> bytes | None:
+    if data is None or isinstance(data, bytes):
+        return data
+    if isinstance(data, bytearray | memoryview):
+        return bytes(data)
+    return str(data).encode()

@@ -1,31 +1,30 @@
 """Stream job on `stripe-webhooks`: donations and the authors' donation metrics, idempotent per Stripe
-event id and independent of arrival order (app/donation_store.py has the arithmetic).
+event id and independent of arrival order (app/stores/donation_store.py has the arithmetic).
 
 The author of a donation is `metadata.authorId` on the Stripe object (the Checkout Session or the
 PaymentIntent; a Charge's refund finds it through its payment's other rows). A donation for an author
 produces a message on `notifications`, keyed by authorId: at least once (a crash between the send and the
-commit sends it again), so consumers deduplicate on `stripeEventId`.
+commit sends it again), so consumers deduplicate on `stripeEventId`. It carries the Stripe event's trace id
+header, as does the log line of each event recorded.
 """
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
 from typing import Any, Protocol, TypedDict
 
-from ingestflow.app import serde
-from ingestflow.app.donation_store import DonationRow
-from ingestflow.app.errors import ValidationError
-from ingestflow.app.observability import PROCESSED
-from ingestflow.app.retry import retry
+from ingestflow.app.core import serde, tracing
+from ingestflow.app.core.observability import PROCESSED, observe_batch
+from ingestflow.app.stores.donation_store import DonationRow
 from ingestflow.schemas.stripe import StripeEvent, decode
 
-from .dead_letter import dead_letter
+from .dead_letter import DeadLetters
+from .isolate import write_isolating
 
 __all__ = ["register", "to_row", "notification", "HANDLED_TYPES"]
 
 log = logging.getLogger(__name__)
-
 AGENT = "donations"
 HANDLED_TYPES = ("checkout.session.completed", "payment_intent.succeeded", "charge.refunded")
 
@@ -52,11 +51,10 @@ def _str(obj: Mapping[str, Any], key: str) -> str | None:
 
 
 def _int(obj: Mapping[str, Any], *keys: str) -> int:
+    """The first integer amount of `keys` (schemas/stripe.py has checked each is within 0..MAX_AMOUNT)."""
     for key in keys:
         value = obj.get(key)
         if isinstance(value, int) and not isinstance(value, bool):
-            if value < 0:
-                raise ValidationError(f"data.object.{key}", "must not be negative")
             return value
     return 0
 
@@ -90,28 +88,30 @@ def notification(row: DonationRow) -> bytes | None:
                         "paymentRef": row.payment_ref, "occurredAt": row.occurred_at.isoformat()})
 
 
-def register(app: Any, *, webhooks: Any, notifications: Any, dead_letters: Any, store: Store) -> Any:
+def register(app: Any, *, webhooks: Any, notifications: Any, dead_letters: DeadLetters, store: Store) -> Any:
+    async def handle(events: Sequence[Any]) -> None:
+        """One Stripe event, start to finish; every step is idempotent, so a retry may repeat them all."""
+        row = to_row(decode(events[0].value))
+        trace = tracing.of_message(events[0].message)
+        authors = await store.record(row)
+        await store.recompute_authors(authors)
+        message = notification(row)
+        if message is not None:
+            await notifications.send(key=row.author_id.encode() if row.author_id else None, value=message,
+                                     headers=list(tracing.headers(trace)) if trace else None)
+        PROCESSED.labels(agent=AGENT, outcome=row.status).inc()
+        log.info("stripe event %s recorded: %s", row.stripe_event_id, row.status, extra={"trace_id": trace})
+
+    async def reject(event: Any, error: BaseException) -> None:
+        await dead_letters.send(event, error, agent=AGENT)
+
     @app.agent(webhooks, name=AGENT)
     async def donations(stream: Any) -> None:
         async for events in stream.take_events(100, within=0.5):
             for event in events:
-                stream._set_current_event(event)
-                try:
-                    row = to_row(decode(event.value))
-                except ValidationError as exc:
-                    await dead_letter(dead_letters, event, exc)
-                    PROCESSED.labels(agent=AGENT, outcome="dead-lettered").inc()
-                    continue
-                except Exception as exc:  # never raise out of the loop: Faust would ack the batch
-                    log.exception("stripe event failed; dead-lettering it")
-                    await dead_letter(dead_letters, event, exc)
-                    PROCESSED.labels(agent=AGENT, outcome="dead-lettered").inc()
-                    continue
-                authors = await retry(lambda: store.record(row), what="record donation")
-                await retry(lambda: store.recompute_authors(authors), what="recompute donation metrics")
-                message = notification(row)
-                if message is not None:
-                    await notifications.send(key=row.author_id.encode() if row.author_id else None, value=message)
-                PROCESSED.labels(agent=AGENT, outcome=row.status).inc()
+                # PostgreSQL or Kafka down: retried, the partition waits; an event that fails for its own
+                # content (one PostgreSQL refuses) is dead-lettered and the next one goes on.
+                await write_isolating([event], handle, reject, what="record donation")
+            observe_batch(AGENT, events)
 
     return donations

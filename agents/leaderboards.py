@@ -10,8 +10,8 @@ from __future__ import annotations
 import logging
 from typing import Any, Protocol
 
-from ingestflow.app.clock import Clock
-from ingestflow.app.redis_client import RedisError
+from ingestflow.app.clients.redis_client import RedisError
+from ingestflow.app.core.clock import Clock
 
 __all__ = ["register"]
 

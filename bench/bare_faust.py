@@ -1,5 +1,5 @@
 """The framework ceiling for bench_pipeline.py: a Faust app built with the worker's own settings
-(app/faust_app.py: exactly-once, raw bytes, producer linger, lean sensors) whose one agent takes the same
+(app/worker/faust_app.py: exactly-once, raw bytes, producer linger, lean sensors) whose one agent takes the same
 batches from `events` as agents/rule_metrics.py and only decodes each event: no tables, no PostgreSQL.
 
 Whatever this reaches is what Faust's per-record plumbing allows on this machine; the real worker's rate
@@ -12,9 +12,9 @@ from __future__ import annotations
 from typing import Any
 
 from ingestflow.agents.rule_metrics import BATCH_SIZE, BATCH_WITHIN_S
-from ingestflow.app.clock import utc_from_ms
-from ingestflow.app.faust_app import QuietWorker, new_app, prometheus_sensors
-from ingestflow.app.settings import Settings
+from ingestflow.app.core.clock import utc_from_ms
+from ingestflow.app.core.settings import Settings
+from ingestflow.app.worker.faust_app import QuietWorker, new_app, prometheus_sensors
 from ingestflow.schemas import topics
 from ingestflow.schemas.events import decode
 

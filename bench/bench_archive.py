@@ -28,23 +28,27 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from services import database_url  # bench/services.py (run as a script from bench/)
+
 from ingestflow.agents.archive import BATCH_SIZE, Processor
-from ingestflow.app import serde
+from ingestflow.agents.dead_letter import DeadLetters
 from ingestflow.app.archive.base import ArchiveBackend
+from ingestflow.app.archive.crypto import Keyring, seal
 from ingestflow.app.archive.ipfs import kubo
 from ingestflow.app.archive.local import LocalBackend
 from ingestflow.app.archive.sink import ArchiveSink, Batch
-from ingestflow.app.crypto import Keyring, seal
-from ingestflow.app.db import Database, migrate
-from ingestflow.app.transfer_logs import TransferLogs
+from ingestflow.app.archive.transfer_logs import TransferLogs
+from ingestflow.app.clients.db import Database, migrate
+from ingestflow.app.core import serde
 from ingestflow.schemas.records import WebsiteRecord
 
 ROOT = Path(__file__).resolve().parents[1]
-DSN = os.environ.get("DATABASE_URL", "postgresql://ingestflow:ingestflow@127.0.0.1:5432/ingestflow_test")
+DSN = database_url()
 KUBO_PORT = 15021
 KEYRING = Keyring("bench-archive-master-key-0123456789")
 
@@ -56,6 +60,7 @@ class Message:
     timestamp: float
     topic: str = "website-records"
     key: bytes | None = None
+    headers: tuple[tuple[str, bytes], ...] = ()
 
 
 @dataclass
@@ -64,9 +69,20 @@ class Event:
     message: Message
 
 
-class NoDeadLetters:
-    async def send(self, key: bytes, value: bytes) -> None:
-        raise AssertionError("the benchmark's records are all valid")
+class NoDeadLetters(DeadLetters):
+    def __init__(self) -> None:
+        super().__init__(None, worker="bench")
+
+    async def send(self, event: Any, error: BaseException, *, agent: str) -> None:
+        raise AssertionError(f"the benchmark's records are all valid: {error}")
+
+
+class Seen(dict[str, str]):
+    """`archive-seen` without windows (the benchmark's records are all new)."""
+
+    def __getitem__(self, key: str) -> Any:
+        value = self.get(key, "")
+        return SimpleNamespace(value=lambda event: value, delta=lambda seconds, event: "")
 
 
 def make_events(records: int, users: int, run: str) -> list[Event]:
@@ -89,8 +105,8 @@ async def pipeline(events: list[Event], backend: ArchiveBackend, db: Database, *
     sink = ArchiveSink(backend, TransferLogs(db), KEYRING, app_id=f"bench-{uuid.uuid4().hex[:8]}",
                        concurrency=concurrency)
     table: dict[str, Any] = {}
-    processor = Processor(table, sink, buffer_size=buffer, set_current=lambda e: None,
-                          dead_letters=NoDeadLetters())
+    processor = Processor(table, Seen(), sink, buffer_size=buffer, retention_s=7 * 86400.0,
+                          set_current=lambda e: None, dead_letters=NoDeadLetters())
     uploads = 0
     start = time.perf_counter()
     for i in range(0, len(events), BATCH_SIZE):  # the agent's take_events batches

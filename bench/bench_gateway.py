@@ -26,9 +26,12 @@ from typing import Any
 
 import aiohttp
 
-from ingestflow.app import serde
-from ingestflow.app.kafka import OutgoingMessage, Producer, ensure_topics
-from ingestflow.app.spool import Spool
+from services import database_url, redis_url  # bench/services.py (run as a script from bench/)
+
+from ingestflow.app.clients.kafka import OutgoingMessage, Producer, ensure_topics
+from ingestflow.app.core import serde
+from ingestflow.app.core.settings import KafkaConnection
+from ingestflow.app.gateway.spool import Spool
 from ingestflow.schemas import topics
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -57,8 +60,8 @@ def summary(latencies: list[float], events_sent: int, seconds: float) -> dict[st
             "p99_ms": round(q[98] * 1000, 2), "batches": len(latencies)}
 
 
-async def run_raw(bootstrap: str, concurrency: int, seconds: float, batch: int, run: str) -> dict[str, float]:
-    producer = Producer(bootstrap, send_timeout=10)
+async def run_raw(kafka: KafkaConnection, concurrency: int, seconds: float, batch: int, run: str) -> dict[str, float]:
+    producer = Producer(kafka, send_timeout=10)
     await producer.start()
     latencies: list[float] = []
     sent = 0
@@ -115,7 +118,7 @@ async def run_gateway(concurrency: int, seconds: float, batch: int, run: str) ->
     return result
 
 
-async def run_replay(bootstrap: str, count: int, run: str) -> dict[str, float]:
+async def run_replay(kafka: KafkaConnection, count: int, run: str) -> dict[str, float]:
     with tempfile.TemporaryDirectory() as tmp:
         spool = Spool(Path(tmp), max_bytes=1 << 30)
         await spool.open()
@@ -123,7 +126,7 @@ async def run_replay(bootstrap: str, count: int, run: str) -> dict[str, float]:
         for start in range(0, count, 50):
             await spool.append(as_messages(events(50, run, start)))
         append_s = time.perf_counter() - t
-        producer = Producer(bootstrap, send_timeout=10, client_id="bench-replay", linger_ms=20)
+        producer = Producer(kafka, send_timeout=10, client_id="bench-replay", linger_ms=20)
         await producer.start()
         t = time.perf_counter()
         replayed = await spool.drain(producer.send_many)
@@ -166,29 +169,29 @@ async def main() -> int:
     run = uuid.uuid4().hex[:8]
     work = Path(tempfile.mkdtemp(prefix="bench-gateway-"))
     bootstrap = args.bootstrap or f"127.0.0.1:{KAFKA_PORT}"
+    kafka = KafkaConnection(bootstrap_servers=(bootstrap,))
     if not args.bootstrap:
         kafka_script("start", work / "kafka")
     gateway: subprocess.Popen[bytes] | None = None
     try:
-        await ensure_topics(bootstrap, topics.ALL)
+        await ensure_topics(kafka, topics.ALL)
         env = {"PATH": os.environ.get("PATH", ""), "HOME": os.environ.get("HOME", ""),
                "INGEST_APP_TOKEN": TOKEN, "CRON_SECRET": "bench-cron-secret-0123456789abcdef",
                "KAFKA_BOOTSTRAP_SERVERS": bootstrap, "PORT": str(GATEWAY_PORT), "LOG_LEVEL": "WARNING",
                "FILE_BUFFER_DIR": str(work / "spool"), "RATE_LIMIT_EVENTS_PER_MIN": "100000000",
-               "DATABASE_URL": "postgresql://ingestflow:ingestflow@127.0.0.1:5432/ingestflow_test",
-               "REDIS_URL": "redis://127.0.0.1:6379/15"}
+               "DATABASE_URL": database_url(), "REDIS_URL": redis_url()}
         gateway = subprocess.Popen([sys.executable, "-m", "ingestflow.app.cli", "gateway"], env=env,
                                    stdout=open(work / "gateway.log", "wb"), stderr=subprocess.STDOUT)
         await wait_health()
-        await run_raw(bootstrap, 4, 1.0, args.batch, run)  # warm-up: topic metadata, connections
+        await run_raw(kafka, 4, 1.0, args.batch, run)  # warm-up: topic metadata, connections
         await run_gateway(4, 1.0, args.batch, run)
-        levels = []
+        levels: list[dict[str, Any]] = []
         for c in (int(x) for x in args.levels.split(",")):
-            raw = await run_raw(bootstrap, c, args.seconds, args.batch, run)
+            raw = await run_raw(kafka, c, args.seconds, args.batch, run)
             gw = await run_gateway(c, args.seconds, args.batch, run)
             levels.append({"concurrency": c, "raw": raw, "gateway": gw,
                            "ratio": round(gw["events_per_s"] / raw["events_per_s"], 3)})
-        replay = await run_replay(bootstrap, args.replay, run)
+        replay = await run_replay(kafka, args.replay, run)
     finally:
         if gateway is not None:
             gateway.terminate()

@@ -25,7 +25,7 @@ after the join, such as Faust's table recovery, is included).
     state in memory only).
 (b) quix: Quix Streams 3.28 Application, exactly-once, RocksDB state per rule, the same decisions; no
     PostgreSQL writes.
-(c) bare: bench/bare_faust.py, a Faust app with the worker's own settings (app/faust_app.py) whose agent
+(c) bare: bench/bare_faust.py, a Faust app with the worker's own settings (app/worker/faust_app.py) whose agent
     takes the same batches and only decodes: the ceiling of Faust's per-record plumbing on this machine.
 faust: the real `ingestflow worker` process: exactly-once, five RocksDB tables with changelogs, catalog
     join, trending, PostgreSQL day totals and author sums.
@@ -43,7 +43,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -52,19 +52,25 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.structs import OffsetAndMetadata
 
+from services import database_url, redis_url  # bench/services.py (run as a script from bench/)
+
 from ingestflow.agents import dedup
-from ingestflow.app import serde
-from ingestflow.app.clock import utc_from_ms
-from ingestflow.app.db import Database, migrate
-from ingestflow.app.kafka import ensure_topics
-from ingestflow.app.metrics_store import MetricsStore
+from ingestflow.app.clients.db import Database, migrate
+from ingestflow.app.clients.kafka import ensure_topics
+from ingestflow.app.core import serde
+from ingestflow.app.core.clock import utc_from_ms
+from ingestflow.app.core.settings import KafkaConnection, Settings
+from ingestflow.app.stores.metrics_store import MetricsStore
 from ingestflow.schemas import topics
 from ingestflow.schemas.events import decode
 
 ROOT = Path(__file__).resolve().parents[1]
 KAFKA_PORT = 19300
-DSN = "postgresql://ingestflow:ingestflow@127.0.0.1:5432/ingestflow_test"
-DAY0 = datetime(2026, 11, 10, tzinfo=timezone.utc)
+DSN = database_url()
+# Event times within the last days: a record stamped (CreateTime) older than the broker's retention (7 days)
+# is deleted at the broker's next retention check, read or not, which once left a partition of the backlog
+# unread and the group's commits short of the end for good.
+DAY0 = (datetime.now(timezone.utc) - timedelta(days=2)).replace(hour=0, minute=0, second=0, microsecond=0)
 WORKER_TOPICS = ("events", "rules", "crawl-items", "stripe-webhooks", "website-records")
 
 
@@ -105,7 +111,7 @@ async def end_offsets(bootstrap: str, names: tuple[str, ...]) -> dict[TopicParti
     try:
         await consumer._client.force_metadata_update()
         tps = [TopicPartition(t, p) for t in names for p in sorted(consumer._client.cluster.partitions_for_topic(t) or ())]
-        return await consumer.end_offsets(tps)
+        return dict(await consumer.end_offsets(tps))
     finally:
         await consumer.stop()
 
@@ -149,7 +155,7 @@ async def raw_pipeline(bootstrap: str, group: str, stop: asyncio.Event) -> None:
     consumer = AIOKafkaConsumer("events", bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False,
                                 max_poll_records=1000, auto_offset_reset="earliest")
     db = Database(DSN, max_size=2)
-    store = MetricsStore(db)
+    store = MetricsStore(db, Settings().weights)
     retention = 7 * 86400.0
     seen: dict[tuple[str, str], float] = {}
     guard: dict[tuple[str, str, int], dedup.ViewState] = {}
@@ -237,7 +243,7 @@ def faust_worker(bootstrap: str, app_id: str, work: Path,
     env = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "PYTHONPATH")}
     env.update({"INGEST_APP_TOKEN": "bench-app-token-0123456789abcdef",
                 "CRON_SECRET": "bench-cron-secret-0123456789abcdef", "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
-                "DATABASE_URL": DSN, "REDIS_URL": "redis://127.0.0.1:6379/14", "WORKER_APP_ID": app_id,
+                "DATABASE_URL": DSN, "REDIS_URL": redis_url("14"), "WORKER_APP_ID": app_id,
                 "WORKER_PORT": "18390", "TABLE_DIR": str(work / "tables"), "LOG_LEVEL": os.environ.get("BENCH_WORKER_LOG_LEVEL", "WARNING")})
     return subprocess.Popen([sys.executable, *command], env=env,
                             stdout=open(work / "faust.log", "ab"), stderr=subprocess.STDOUT, cwd=work)
@@ -246,7 +252,7 @@ def faust_worker(bootstrap: str, app_id: str, work: Path,
 # --- the run ------------------------------------------------------------------------------------------
 
 async def measure(name: str, bootstrap: str, records: list[tuple[bytes, bytes, int]], group: str,
-                  start: Callable[[], Any], stop: Callable[[], Any], timeout: float,
+                  start: Callable[[], Any], stop: Callable[[Any], Awaitable[None]], timeout: float,
                   backlog: bool = False) -> dict[str, Any]:
     await start_at_end(bootstrap, group, ("events",) if name != "faust" else WORKER_TOPICS)
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
@@ -304,7 +310,7 @@ async def main() -> None:
     if not args.bootstrap:
         subprocess.run([str(ROOT / "deploy" / "kafka.sh"), "start"], check=True, env=kafka_env)
     try:
-        await ensure_topics(bootstrap, topics.ALL)
+        await ensure_topics(KafkaConnection(bootstrap_servers=(bootstrap,)), topics.ALL)
         await migrate(DSN)
         run = uuid.uuid4().hex[:6]
         results: dict[str, Any] = {"events": args.events, "broker": bootstrap, "cpus": os.cpu_count(),
@@ -323,13 +329,13 @@ async def main() -> None:
                                        raw_start, raw_end, 120, args.backlog)
 
         # (b) quix
-        def quix_start() -> multiprocessing.Process:
+        def quix_start() -> Any:  # a spawn context's process
             proc = multiprocessing.get_context("spawn").Process(
                 target=quix_pipeline, args=(bootstrap, f"bench-quix-{run}", str(work / "quix")), daemon=True)
             proc.start()
             return proc
 
-        async def quix_end(proc: multiprocessing.Process) -> None:
+        async def quix_end(proc: Any) -> None:
             proc.terminate()
             proc.join(20)
         results["quix"] = await measure("quix", bootstrap, prepare(args.events, f"q{run}"), f"bench-quix-{run}",

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Prometheus from Debian's package, on 127.0.0.1, scraping the gateway and the worker(s).
+# Prometheus from Debian's package, on 127.0.0.1, scraping the gateway and the worker(s) and evaluating
+# the alerting rules in deploy/prometheus/alerts.yml (runbook: docs/operations.md).
 # Usage: deploy/prometheus.sh install|start|stop|status
 #   PROMETHEUS_PORT (9090), PROMETHEUS_TARGETS ("127.0.0.1:8787,127.0.0.1:6066"), PROMETHEUS_DATA_DIR
 set -euo pipefail
@@ -26,6 +27,8 @@ start() {
   mkdir -p "$data_dir/tsdb"
   quoted=$(echo "$targets" | sed 's/[^,][^,]*/"&"/g')
   sed -e "s|@TARGETS@|[$quoted]|" -e "s|@INTERVAL@|$interval|" "$here/prometheus/prometheus.yml" > "$data_dir/prometheus.yml"
+  cp "$here/prometheus/alerts.yml" "$data_dir/alerts.yml"
+  promtool check config "$data_dir/prometheus.yml" >&2
   nohup prometheus --config.file="$data_dir/prometheus.yml" --storage.tsdb.path="$data_dir/tsdb" \
     --web.listen-address="127.0.0.1:$port" >"$data_dir/prometheus.log" 2>&1 &
   echo $! > "$pidfile"

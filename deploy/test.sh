@@ -5,7 +5,7 @@
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
-"$root/deploy/setup.sh"
+"$root/deploy/setup.sh" test
 "$root/deploy/typecheck.sh"
 "$root/deploy/services.sh" start
-exec python3 -m pytest -p no:cacheprovider "$@"
+exec "$root/.venv/bin/python" -m pytest -p no:cacheprovider "$@"

@@ -8,9 +8,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from ingestflow.app import serde
-from ingestflow.app.clock import to_iso
-from ingestflow.app.errors import ValidationError
+from ingestflow.app.core import serde
+from ingestflow.app.core.clock import to_iso
+from ingestflow.app.core.errors import ValidationError
 
 from . import fields
 
@@ -44,10 +44,11 @@ def _item(raw: Any, path: str, source_id: str, received_at: datetime) -> CrawlIt
     item = fields.obj(raw, path)
     url = fields.string(item, "url", path, 2048)
     if not url.startswith(("http://", "https://")):
-        raise ValidationError(f"{path}.url", "must be an http:// or https:// URL")
+        raise ValidationError(fields.join(path, "url"), "must be an http:// or https:// URL")
     raw_value = item.get("raw")
     if raw_value is not None and not isinstance(raw_value, dict | list):
-        raise ValidationError(f"{path}.raw", "must be a JSON object or array")
+        raise ValidationError(fields.join(path, "raw"), "must be a JSON object or array")
+    fields.json_value(raw_value, fields.join(path, "raw"), text=True)  # stored as jsonb
     return CrawlItem(source_id=source_id, external_id=fields.string(item, "externalId", path, 256), url=url,
                      title=fields.string(item, "title", path, 1024),
                      summary=fields.opt_string(item, "summary", path, 10_000), raw=raw_value,

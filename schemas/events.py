@@ -2,24 +2,34 @@
 
 Value: UTF-8 JSON `{"id", "type", "ruleId", "userId"?, "authorId"?, "ts", "ip"?, "idempotencyKey"?}` with
 `ts` an ISO-8601 UTC date-time. The Kafka record timestamp must be the event time (`ts`): the daily windows
-are cut on it. The gateway does both; a service producing directly must too.
+are cut on it. The gateway does both; a service producing directly must too. An event is counted only on
+the last MAX_EVENT_AGE_DAYS UTC days (today included): the gateway refuses an older `ts`, a worker drops
+an older record as late (`too_old`).
 """
 from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
-from ingestflow.app import serde
-from ingestflow.app.clock import to_iso
-from ingestflow.app.errors import ValidationError
+from ingestflow.app.core import serde
+from ingestflow.app.core.clock import to_iso
+from ingestflow.app.core.errors import ValidationError
+from ingestflow.app.core.limits import MAX_EVENT_AGE_DAYS
 
 from . import fields
 
-__all__ = ["EVENT_TYPES", "AnalyticsEvent", "from_request", "decode"]
+__all__ = ["EVENT_TYPES", "AnalyticsEvent", "from_request", "decode", "too_old"]
 
 EVENT_TYPES = ("VIEW", "COPY", "SAVE", "FORK", "VOTE")
+_DAY_S = 86_400
+
+
+def too_old(ts: float, now: float) -> bool:
+    """True when the event time `ts` (epoch seconds) is on a UTC day before the MAX_EVENT_AGE_DAYS counted
+    ones ending with the day of `now`."""
+    return ts < now - now % _DAY_S - (MAX_EVENT_AGE_DAYS - 1) * _DAY_S
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,8 +77,15 @@ def _parse(raw: Any, path: str, received_at: datetime, ip: str | None) -> Analyt
 
 
 def from_request(raw: Any, path: str, received_at: datetime, ip: str) -> AnalyticsEvent:
-    """An event as an HTTP producer sent it: the gateway stamps the client IP and the receipt time."""
-    return _parse(raw, path, received_at, ip)
+    """An event as an HTTP producer sent it: the gateway stamps the client IP and the receipt time. A `ts`
+    too old to be counted is refused here rather than acknowledged and dropped."""
+    event = _parse(raw, path, received_at, ip)
+    if too_old(event.ts.timestamp(), received_at.timestamp()):
+        oldest = datetime.fromtimestamp(received_at.timestamp(), received_at.tzinfo) - timedelta(
+            days=MAX_EVENT_AGE_DAYS - 1)
+        raise ValidationError(fields.join(path, "ts"), f"is before {oldest.date().isoformat()}: events are counted"
+                              f" on the last {MAX_EVENT_AGE_DAYS} UTC days only")
+    return event
 
 
 def decode(payload: bytes, record_time: datetime) -> AnalyticsEvent:

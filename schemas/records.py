@@ -14,8 +14,8 @@ from typing import Any
 
 from aiokafka.partitioner import murmur2
 
-from ingestflow.app import serde
-from ingestflow.app.errors import ValidationError
+from ingestflow.app.core import serde
+from ingestflow.app.core.errors import ValidationError
 
 from . import fields
 
@@ -48,10 +48,12 @@ def _record(raw: Any, path: str, user_id: int) -> WebsiteRecord:
     item = fields.obj(raw, path)
     cleaned = item.get("cleaned")
     if not isinstance(cleaned, dict):
-        raise ValidationError(f"{path}.cleaned" if path else "cleaned", "is required and must be a JSON object")
+        raise ValidationError(fields.join(path, "cleaned"), "is required and must be a JSON object")
+    # Only archived (encrypted bytes), never in PostgreSQL: any string goes, but not any depth.
+    fields.json_value(cleaned, fields.join(path, "cleaned"), text=False)
     context = item.get("context")
     if context is not None and not isinstance(context, str):
-        raise ValidationError(f"{path}.context" if path else "context", "must be a string")
+        raise ValidationError(fields.join(path, "context"), "must be a string")
     return WebsiteRecord(user_id=user_id, wuid=fields.string(item, "wuid", path, 256), cleaned=cleaned,
                          context=context)
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ingestflow.app import serde
-from ingestflow.app.errors import ValidationError
+from ingestflow.app.core import serde
+from ingestflow.app.core.errors import ValidationError
 
 from . import fields
 

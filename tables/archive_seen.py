@@ -15,7 +15,7 @@ from typing import Any
 
 import faust
 
-from ingestflow.app import serde
+from ingestflow.app.core import serde
 
 __all__ = ["define", "key", "fingerprint", "NAME"]
 

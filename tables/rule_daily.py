@@ -1,8 +1,8 @@
 """Table `rule-daily`: per rule and UTC day, how many events of each type counted.
 
 Key: ruleId (the `events` topic's key, so no repartitioning). Value: {"VIEW": n, "COPY": n, ...}.
-Window: tumbling one day on event time (the Kafka record timestamp), kept 35 days, then expired by
-Faust's cleanup. Durable in RocksDB and rebuilt from its changelog topic on any worker.
+Window: tumbling one day on event time (the Kafka record timestamp), kept MAX_EVENT_AGE_DAYS (35) days,
+then expired. Durable in RocksDB and rebuilt from its changelog topic on any worker.
 """
 from __future__ import annotations
 
@@ -11,10 +11,12 @@ from typing import Any
 
 import faust
 
+from ingestflow.app.core.limits import MAX_EVENT_AGE_DAYS
+
 __all__ = ["define", "add_counts", "day_of_window", "window_start"]
 
 DAY = timedelta(days=1)
-RETENTION = timedelta(days=35)
+RETENTION = timedelta(days=MAX_EVENT_AGE_DAYS)
 
 
 def define(app: faust.App, *, partitions: int) -> Any:

@@ -2,28 +2,57 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+import subprocess
+from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from ingestflow.app.settings import Settings
+from ingestflow.app.core.settings import KafkaConnection, Settings
 
-# The suite talks to the services deploy/services.sh starts; the same variables move them to other ports
-# (KAFKA_PORT, PG_PORT, REDIS_PORT), so a test run can use its own instances.
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def service_url(service: str, *args: str, env: Mapping[str, str] | None = None) -> str:
+    """The URL, with its password, that `deploy/<service>.sh url` gives clients of that instance (the password
+    is generated next to the instance's data directory, the same file the script starts the service with)."""
+    script = ROOT / "deploy" / f"{service}.sh"
+    return subprocess.run([str(script), "url", *args], check=True, capture_output=True, text=True,
+                          env={**os.environ, **(env or {})}).stdout.strip()
+
+
+# The suite talks to the services deploy/services.sh starts; the same variables move them to other ports and
+# data directories (KAFKA_PORT, PG_PORT + PG_DATA_DIR, REDIS_PORT + REDIS_DATA_DIR, TOXIPROXY_PORT), so a test
+# run can use its own instances.
 _KAFKA_PORT = os.environ.get("KAFKA_PORT", "9092")
-_PG_PORT = os.environ.get("PG_PORT", "5432")
-_REDIS_PORT = os.environ.get("REDIS_PORT", "6379")
+# The fault-injection proxy the network tests put between a client and a service (deploy/toxiproxy.sh).
+TOXIPROXY_PORT = os.environ.get("TOXIPROXY_PORT", "18500")
 
 BASE_ENV = {
     "INGEST_APP_TOKEN": "test-app-token-0123456789abcdef",
     "CRON_SECRET": "test-cron-secret-0123456789abcdef",
     "STRIPE_WEBHOOK_SECRET": "whsec_test_0123456789abcdef",
     "LIGHTHOUSE_PRIVATE_KEY": "test-archive-master-key-0123456789",
-    "DATABASE_URL": f"postgresql://ingestflow:ingestflow@127.0.0.1:{_PG_PORT}/ingestflow_test",
+    "DATABASE_URL": service_url("postgres", "ingestflow_test"),
     "KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{_KAFKA_PORT}",
-    "REDIS_URL": f"redis://127.0.0.1:{_REDIS_PORT}/15",
+    "REDIS_URL": service_url("redis", "15"),
+    # Every test sends from one client IP (127.0.0.1) and the tests share one Redis, so one test's requests
+    # would spend the next one's budget: no budgets and no caches here. The tests of the limits and caches
+    # (test_gateway_ratelimit.py, test_open_routes.py, test_dashboard.py) set values of their own.
+    "RATE_LIMIT_EVENTS_PER_MIN": "100000000",
+    "RATE_LIMIT_CRAWL_PER_MIN": "100000000",
+    "RATE_LIMIT_READS_PER_MIN": "100000000",
+    "RATE_LIMIT_WEBHOOK_PER_MIN": "100000000",
+    "READ_CACHE_S": "0",
+    "HEALTH_CACHE_S": "0",
 }
+
+
+def plaintext_kafka(address: str) -> KafkaConnection:
+    """The connection of a test's own client to a broker without SASL or TLS (the shared one, a private one,
+    a proxy in front of one)."""
+    return KafkaConnection(bootstrap_servers=(address,))
 
 
 @pytest.fixture

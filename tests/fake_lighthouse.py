@@ -51,6 +51,7 @@ class FakeLighthouse:
     corrupt: bool = False
     objects: dict[str, bytes] = field(default_factory=dict)
     uploads: int = 0
+    probes: int = 0  # GETs of the add endpoint: what a health check sends (answered 405, as the real node does)
     faults: deque[tuple[int, float | None]] = field(default_factory=deque)
     _runner: web.AppRunner | None = None
     _hold: asyncio.Event | None = None
@@ -74,7 +75,8 @@ class FakeLighthouse:
 
     async def start(self) -> FakeLighthouse:
         app = web.Application(client_max_size=100 * 1024 * 1024)
-        app.add_routes([web.post("/api/v0/add", self._add), web.get("/ipfs/{cid}", self._get)])
+        app.add_routes([web.post("/api/v0/add", self._add), web.get("/api/v0/add", self._probe),
+                        web.get("/ipfs/{cid}", self._get)])
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
@@ -113,6 +115,10 @@ class FakeLighthouse:
         if self.ndjson:
             return web.Response(text=json.dumps(answer) + "\n", content_type="application/json")
         return web.json_response(answer)
+
+    async def _probe(self, request: web.Request) -> web.StreamResponse:
+        self.probes += 1
+        return web.json_response({"error": "method not allowed"}, status=405)
 
     async def _get(self, request: web.Request) -> web.StreamResponse:
         data = self.objects.get(request.match_info["cid"])

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from ingestflow.app.errors import ArchiveError, NotFound
+from ingestflow.app.core.errors import ArchiveError, NotFound
 
 from . import cid as cids
 

@@ -14,7 +14,7 @@ import binascii
 import hashlib
 from dataclasses import dataclass
 
-from ingestflow.app.errors import ValidationError
+from ingestflow.app.core.errors import ValidationError
 
 __all__ = ["CHUNK_SIZE", "Cid", "parse_cid", "raw_cid", "unixfs_cid_v0", "unixfs_cid_v1", "expected_cids"]
 

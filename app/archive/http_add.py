@@ -11,8 +11,8 @@ from collections.abc import Mapping
 
 import aiohttp
 
-from ingestflow.app import serde
-from ingestflow.app.errors import ArchiveError, NotFound
+from ingestflow.app.core import serde
+from ingestflow.app.core.errors import ArchiveError, NotFound
 
 from .base import verify_cid
 

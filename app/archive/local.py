@@ -9,7 +9,7 @@ import asyncio
 import os
 from pathlib import Path
 
-from ingestflow.app.errors import ArchiveError, NotFound
+from ingestflow.app.core.errors import ArchiveError, NotFound
 
 from . import cid as cids
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 from pathlib import Path
 from urllib.parse import urlparse
 
-from ingestflow.app.errors import ConfigError
-from ingestflow.app.settings import Settings
+from ingestflow.app.core.errors import ConfigError
+from ingestflow.app.core.settings import Settings
 
 from .base import ArchiveBackend
 from .ipfs import kubo

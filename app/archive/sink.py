@@ -17,14 +17,13 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-from ingestflow.app import serde
-from ingestflow.app.crypto import Keyring, seal
-from ingestflow.app.observability import (ARCHIVE_BATCHES, ARCHIVE_BYTES, ARCHIVE_UPLOAD_SECONDS,
-                                          TRANSFER_FAILURES)
-from ingestflow.app.retry import retry
-from ingestflow.app.transfer_logs import TransferLogs
+from ingestflow.app.core import serde
+from ingestflow.app.core.observability import ARCHIVE_BATCHES, ARCHIVE_BYTES, ARCHIVE_UPLOAD_FAILURES, ARCHIVE_UPLOAD_SECONDS
+from ingestflow.app.core.retry import retry
 
 from .base import ArchiveBackend
+from .crypto import Keyring, seal
+from .transfer_logs import TransferLogs
 
 __all__ = ["Batch", "ArchiveSink", "batch_id", "plaintext"]
 
@@ -49,6 +48,7 @@ class Batch:
     partition: int
     offsets: tuple[int, ...]
     records: tuple[dict[str, Any], ...] = field(repr=False)
+    trace_ids: tuple[str, ...] = ()  # the records' distinct trace ids: on the batch's transfer_logs rows
 
     def plaintext(self) -> bytes:
         return plaintext(self.user_id, self.records)
@@ -58,8 +58,9 @@ class Batch:
 class Unlogged:
     """A batch's attempts that PostgreSQL was too down to record. Once it answers again, before the next
     attempt goes on, they are written: one `failed` row for the attempts that could not start (with their
-    count and time span), and the rows left `pending` by uploads that failed meanwhile turn `failed`.
-    So transfer_logs shows the outage's failed attempts, then the success."""
+    count and time span), and the rows left `pending` by uploads that failed meanwhile, or by attempts whose
+    insert reached PostgreSQL but whose answer was lost on the way back, turn `failed`. So transfer_logs
+    shows the outage's failed attempts, then the success, and no attempt stays `pending`."""
 
     count: int = 0
     first: float = 0.0
@@ -73,11 +74,14 @@ class Unlogged:
         self.last, self.count = now, self.count + 1
         self.reason = f"{type(exc).__name__}: {exc}"[:300]
 
-    async def write(self, logs: TransferLogs, user_id: int, batch_id: str, entries: int) -> None:
+    async def write(self, logs: TransferLogs, user_id: int, batch_id: str, entries: int,
+                    trace_ids: Sequence[str]) -> None:
         if self.count:
+            # A missed attempt may have inserted its `pending` row, only its answer lost on the way back.
+            await logs.fail_pending(batch_id, f"the attempt's answer from PostgreSQL was lost: {self.reason}")
             await logs.add_failed(user_id, batch_id, entries, self.first,
                                   f"{self.count} attempt(s) could not reach PostgreSQL between "
-                                  f"{_iso(self.first)} and {_iso(self.last)}: {self.reason}")
+                                  f"{_iso(self.first)} and {_iso(self.last)}: {self.reason}", trace_ids)
             self.count, self.first = 0, 0.0
         while self.pending_rows:
             row, reason = self.pending_rows[0]
@@ -94,6 +98,8 @@ class ArchiveSink:
                  concurrency: int, retry_base: float = 0.2, retry_cap: float = 5.0) -> None:
         self._app_id = app_id
         self._backend = backend
+        self._backend_name = backend.name
+        ARCHIVE_UPLOAD_FAILURES.labels(backend=self._backend_name)  # exported at 0, so a first failure shows
         self._logs = logs
         self._keyring = keyring
         self._concurrency = concurrency
@@ -115,6 +121,7 @@ class ArchiveSink:
     async def archive(self, batch: Batch) -> str:
         bid = self.batch_id(batch)
         what = f"archive batch {bid[:16]} (user {batch.user_id}, {len(batch.records)} records)"
+        traced = {"trace_ids": list(batch.trace_ids)}
         blob = seal(self._keyring, batch.plaintext(), user_id=batch.user_id, count=len(batch.records),
                     batch_id=bytes.fromhex(bid))
 
@@ -122,8 +129,8 @@ class ArchiveSink:
 
         async def attempt() -> tuple[int | None, str]:
             try:
-                await unlogged.write(self._logs, batch.user_id, bid, len(batch.records))
-                row, existing = await self._logs.begin(batch.user_id, bid, len(batch.records))
+                await unlogged.write(self._logs, batch.user_id, bid, len(batch.records), batch.trace_ids)
+                row, existing = await self._logs.begin(batch.user_id, bid, len(batch.records), batch.trace_ids)
             except Exception as exc:  # PostgreSQL down: no row for this attempt; written once it is back
                 unlogged.missed(exc)
                 raise
@@ -133,22 +140,21 @@ class ArchiveSink:
             started = time.perf_counter()
             try:
                 cid = await self._backend.put(blob)
-                ARCHIVE_UPLOAD_SECONDS.labels(backend=type(self._backend).__name__).observe(
-                    time.perf_counter() - started)
+                ARCHIVE_UPLOAD_SECONDS.labels(backend=self._backend_name).observe(time.perf_counter() - started)
                 return row, cid
             except Exception as exc:
-                TRANSFER_FAILURES.inc()
+                ARCHIVE_UPLOAD_FAILURES.labels(backend=self._backend_name).inc()
                 reason = f"{type(exc).__name__}: {exc}"
                 try:
                     await self._logs.fail(row, reason)
                 except Exception as log_exc:  # PostgreSQL down too: marked failed once it is back
-                    log.warning("%s: could not log the failure: %s", what, type(log_exc).__name__)
+                    log.warning("%s: could not log the failure: %s", what, type(log_exc).__name__, extra=traced)
                     unlogged.pending_rows.append((row, reason))
                 raise
 
         row, uploaded = await retry(attempt, what=what, base=self._base, cap=self._cap)
         if row is None:
-            log.info("%s: already archived as %s, not uploading again", what, uploaded)
+            log.info("%s: already archived as %s, not uploading again", what, uploaded, extra=traced)
             ARCHIVE_BATCHES.labels(outcome="already-archived").inc()
             return uploaded
         row_id = row
@@ -156,5 +162,5 @@ class ArchiveSink:
                           what=f"{what}: write success", base=self._base, cap=self._cap)
         ARCHIVE_BATCHES.labels(outcome="archived").inc()
         ARCHIVE_BYTES.inc(len(blob))
-        log.info("%s: archived as %s", what, cid)
+        log.info("%s: archived as %s", what, cid, extra=traced)
         return cid

@@ -8,8 +8,8 @@ from typing import Any, cast
 
 from croniter import croniter
 
-from ingestflow.app.db import Database
-from ingestflow.app.errors import ValidationError
+from ingestflow.app.clients.db import Database
+from ingestflow.app.core.errors import ValidationError
 
 __all__ = ["CronState", "ArchiveState", "next_tick", "validate_schedule"]
 
@@ -28,7 +28,7 @@ class CronState:
 def validate_schedule(schedule: Any) -> str:
     if not isinstance(schedule, str) or not schedule.strip():
         raise ValidationError("schedule", "is required and must be a cron expression string")
-    if not croniter.is_valid(schedule.strip()):
+    if not schedule.isascii() or not croniter.is_valid(schedule.strip()):  # croniter also reads "٣" as 3
         raise ValidationError("schedule", f"is not a valid cron expression: {schedule[:64]!r}")
     return schedule.strip()
 

@@ -1,4 +1,4 @@
--- Analytics (issue 4). The rule -> author mapping the stream-table join resolved, so author totals can be
+-- Analytics. The rule -> author mapping the stream-table join resolved, so author totals can be
 -- summed in PostgreSQL from the per-rule absolute totals (see agents/author_metrics.py for why).
 CREATE TABLE IF NOT EXISTS rule_authors (
     rule_id TEXT PRIMARY KEY,

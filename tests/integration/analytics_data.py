@@ -7,10 +7,19 @@ from typing import Any
 
 from aiokafka import AIOKafkaProducer
 
-from ingestflow.app import serde
+from ingestflow.app.core import serde
 
-DAY1 = datetime(2026, 11, 20, tzinfo=timezone.utc)
-DAYS = (DAY1, DAY1 + timedelta(days=1))
+
+def recent_day(days_ago: int = 2) -> datetime:
+    """Midnight UTC (tz-aware) of the day `days_ago` days before today, to stamp events on (their `ts` and
+    Kafka record timestamp): 2 days ago or more keeps them apart from today's live traffic; a few days at most
+    keeps them well inside the topics' time-based retention and the age up to which an event is counted."""
+    today = datetime.now(timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0)
+    return today - timedelta(days=days_ago)
+
+
+DAY1 = recent_day(3)
+DAYS = (DAY1, DAY1 + timedelta(days=1))  # 3 and 2 days ago
 
 
 @dataclass
@@ -81,16 +90,22 @@ async def wait_group_members(bootstrap: str, group_id: str, members: int, timeou
     import time
 
     from aiokafka.admin import AIOKafkaAdminClient
+    from aiokafka.errors import KafkaError
 
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
     try:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            (response,) = await admin.describe_consumer_groups([group_id])
-            _, _, state, _, _, found = response.groups[0][:6]
-            if state == "Stable" and len(found) == members:
-                return
+            try:
+                (response,) = await admin.describe_consumer_groups([group_id])
+            except KafkaError as exc:  # a cold broker: no coordinator for the group yet
+                if not exc.retriable:
+                    raise
+            else:
+                _, _, state, _, _, found = response.groups[0][:6]
+                if state == "Stable" and len(found) == members:
+                    return
             await asyncio.sleep(0.5)
         raise AssertionError(f"group {group_id} not Stable with {members} members within {timeout}s")
     finally:

@@ -11,15 +11,15 @@ from typing import Any
 
 import asyncpg
 
-from ingestflow.app import serde
 from ingestflow.app.archive.base import ArchiveBackend
-from ingestflow.app.crypto import Keyring, open_envelope
-from ingestflow.app.errors import NotFound
-from ingestflow.app.kafka import OutgoingMessage, Producer
+from ingestflow.app.archive.crypto import Keyring, open_envelope
+from ingestflow.app.clients.kafka import OutgoingMessage, Producer
+from ingestflow.app.core import serde
+from ingestflow.app.core.errors import NotFound
 from ingestflow.schemas.records import WebsiteRecord
 from ingestflow.schemas.topics import RECORDS
 
-from ..conftest import BASE_ENV
+from ..conftest import BASE_ENV, plaintext_kafka
 
 ROOT = Path(__file__).resolve().parents[2]
 KEYRING = Keyring(BASE_ENV["LIGHTHOUSE_PRIVATE_KEY"])
@@ -27,7 +27,7 @@ KEYRING = Keyring(BASE_ENV["LIGHTHOUSE_PRIVATE_KEY"])
 
 async def produce_records(user_ids: list[int], per_user: int, tag: str, bootstrap: str | None = None) -> list[str]:
     """Sends `per_user` records for each user, acknowledged by Kafka; returns their website_uids."""
-    producer = Producer(bootstrap or BASE_ENV["KAFKA_BOOTSTRAP_SERVERS"])
+    producer = Producer(plaintext_kafka(bootstrap or BASE_ENV["KAFKA_BOOTSTRAP_SERVERS"]))
     uids: list[str] = []
     messages = []
     for i in range(per_user):

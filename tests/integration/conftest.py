@@ -18,14 +18,15 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.structs import OffsetAndMetadata
 
-from ingestflow.app.db import migrate
-from ingestflow.app.kafka import ensure_topics
-from ingestflow.app.progress import Progress
+from ingestflow.app.clients.db import migrate
+from ingestflow.app.clients.kafka import ensure_topics
+from ingestflow.app.core.settings import KafkaConnection, Settings
+from ingestflow.app.ops.progress import Progress
 from ingestflow.schemas import topics
 
-from ..conftest import BASE_ENV
+from ..conftest import BASE_ENV, ROOT, TOXIPROXY_PORT, plaintext_kafka, service_url
+from .toxiproxy import Toxiproxy
 
-ROOT = Path(__file__).resolve().parents[2]
 DSN = BASE_ENV["DATABASE_URL"]
 
 
@@ -33,7 +34,26 @@ DSN = BASE_ENV["DATABASE_URL"]
 def services() -> None:
     subprocess.run([str(ROOT / "deploy" / "services.sh"), "start"], check=True)
     asyncio.run(migrate(DSN))
-    asyncio.run(ensure_topics(BASE_ENV["KAFKA_BOOTSTRAP_SERVERS"], topics.ALL))
+    asyncio.run(ensure_topics(plaintext_kafka(BASE_ENV["KAFKA_BOOTSTRAP_SERVERS"]), topics.ALL))
+
+
+@pytest.fixture(scope="session")
+def toxiproxy_server() -> str:
+    """Toxiproxy's API address, the server started (built first if needed) when it is not answering. Like the
+    other services it stays up for later runs; deploy/toxiproxy.sh stop (with TOXIPROXY_PORT) stops it."""
+    subprocess.run([str(ROOT / "deploy" / "toxiproxy.sh"), "start"], check=True,
+                   env={**os.environ, "TOXIPROXY_PORT": TOXIPROXY_PORT})
+    return f"http://127.0.0.1:{TOXIPROXY_PORT}"
+
+
+@pytest.fixture
+async def toxiproxy(toxiproxy_server: str) -> AsyncIterator[Toxiproxy]:
+    """A Toxiproxy client whose proxies (and their toxics) are deleted after the test."""
+    client = Toxiproxy(toxiproxy_server)
+    try:
+        yield client
+    finally:
+        await client.close()
 
 
 async def delete_topics(prefixes: set[str]) -> list[str]:
@@ -78,17 +98,18 @@ def unique() -> str:
 
 
 class Process:
-    """An ingestflow command in its own process, logging to a file the test prints on failure."""
+    """An ingestflow command (or another module run with -m) in its own process, logging to a file the test
+    prints on failure."""
 
-    def __init__(self, args: list[str], env: dict[str, str], log: Path) -> None:
-        self.args, self.env, self.log = args, env, log
+    def __init__(self, args: list[str], env: dict[str, str], log: Path, module: str = "ingestflow.app.cli") -> None:
+        self.args, self.env, self.log, self.module = args, env, log, module
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> Process:
         out = open(self.log, "ab")
         full_env = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "PYTHONPATH")}
         full_env.update(self.env)
-        self.proc = subprocess.Popen([sys.executable, "-m", "ingestflow.app.cli", *self.args], env=full_env,
+        self.proc = subprocess.Popen([sys.executable, "-m", self.module, *self.args], env=full_env,
                                      stdout=out, stderr=subprocess.STDOUT, cwd=self.log.parent)
         return self
 
@@ -113,8 +134,9 @@ class Process:
 def spawn(tmp_path: Path, services: None) -> Iterator[Callable[..., Process]]:
     started: list[Process] = []
 
-    def make(args: list[str], env: dict[str, str], name: str | None = None) -> Process:
-        proc = Process(args, env, tmp_path / f"{name or args[0]}-{len(started)}.log").start()
+    def make(args: list[str], env: dict[str, str], name: str | None = None,
+             module: str = "ingestflow.app.cli") -> Process:
+        proc = Process(args, env, tmp_path / f"{name or args[0]}-{len(started)}.log", module).start()
         started.append(proc)
         return proc
 
@@ -171,10 +193,10 @@ class PrivateService:
     PORT_VARS = {"kafka": ("KAFKA_PORT", "KAFKA_DATA_DIR"), "postgres": ("PG_PORT", "PG_DATA_DIR"),
                  "redis": ("REDIS_PORT", "REDIS_DATA_DIR")}
 
-    def __init__(self, name: str, port: int, data_dir: Path) -> None:
+    def __init__(self, name: str, port: int, data_dir: Path, extra_env: dict[str, str] | None = None) -> None:
         self.name, self.port, self.data_dir = name, port, data_dir
         port_var, dir_var = self.PORT_VARS[name]
-        self.env = {port_var: str(port), dir_var: str(data_dir)}
+        self.env = {port_var: str(port), dir_var: str(data_dir), **(extra_env or {})}
         if name == "kafka":
             self.env["KAFKA_CONTROLLER_PORT"] = str(port + 1)
 
@@ -192,18 +214,39 @@ class PrivateService:
     def address(self) -> str:
         return f"127.0.0.1:{self.port}"
 
+    def url(self, database: str = "") -> str:
+        """The client URL with this instance's own password (PostgreSQL: the ingestflow role's)."""
+        return service_url(self.name, database, env=self.env)
+
+    @property
+    def password_file(self) -> Path:
+        return self.data_dir.with_name(self.data_dir.name + ".password")
+
+    def client_env(self) -> dict[str, str]:
+        """Kafka: the settings ingestflow needs for this broker (`deploy/kafka.sh client-env`): its address and,
+        as started, the security protocol, the SASL user and password, the CA and client certificate files."""
+        out = subprocess.run([str(ROOT / "deploy" / "kafka.sh"), "client-env"], check=True, capture_output=True,
+                             text=True, env={**os.environ, **self.env}).stdout
+        return dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
+
+    @property
+    def connection(self) -> KafkaConnection:
+        """Kafka: the KafkaConnection of a test's own clients, read from client_env() as ingestflow reads it."""
+        return Settings.from_env({**BASE_ENV, **self.client_env()}).kafka
+
 
 @pytest.fixture
-def private_service(tmp_path: Path) -> Iterator[Callable[[str, int], PrivateService]]:
-    """private_service("kafka", 19092) -> a started PrivateService, stopped after the test."""
+def private_service(tmp_path: Path) -> Iterator[Callable[..., PrivateService]]:
+    """private_service("kafka", 19092) -> a started PrivateService, stopped after the test. Keyword arguments
+    are more variables for its deploy script (e.g. KAFKA_ADVERTISED_PORT)."""
     made: list[PrivateService] = []
 
-    def make(name: str, port: int) -> PrivateService:
+    def make(name: str, port: int, **extra_env: str) -> PrivateService:
         # PostgreSQL run by root belongs to the postgres user, who cannot enter pytest's tmp under /root.
         base = Path("/var/lib/ingestflow") if (name == "postgres" and os.geteuid() == 0) else tmp_path
-        svc = PrivateService(name, port, base / f"{name}-{port}-{uuid.uuid4().hex[:6]}")
+        svc = PrivateService(name, port, base / f"{name}-{port}-{uuid.uuid4().hex[:6]}", extra_env)
+        made.append(svc)  # cleaned up even when its start fails
         svc.start()
-        made.append(svc)
         return svc
 
     yield make
@@ -212,7 +255,49 @@ def private_service(tmp_path: Path) -> Iterator[Callable[[str, int], PrivateServ
             svc.stop()
         finally:
             if svc.data_dir.exists() and str(svc.data_dir).startswith("/var/lib/ingestflow/"):
-                subprocess.run(["rm", "-rf", str(svc.data_dir)], check=False)
+                subprocess.run(["rm", "-rf", str(svc.data_dir), str(svc.password_file)], check=False)
+
+
+class Prometheus:
+    """deploy/prometheus.sh (Debian's Prometheus, with the alerting rules) on its own port and data
+    directory, scraping the given local ports every second."""
+
+    def __init__(self, port: int, targets: list[int], data_dir: Path) -> None:
+        self.url = f"http://127.0.0.1:{port}"
+        self.env = {**os.environ, "PROMETHEUS_PORT": str(port), "PROMETHEUS_SCRAPE_INTERVAL": "1s",
+                    "PROMETHEUS_TARGETS": ",".join(f"127.0.0.1:{t}" for t in targets),
+                    "PROMETHEUS_DATA_DIR": str(data_dir)}
+
+    def _run(self, action: str) -> None:
+        subprocess.run([str(ROOT / "deploy" / "prometheus.sh"), action], check=action == "start", env=self.env)
+
+    async def get(self, path: str, **params: str) -> Any:
+        import aiohttp
+        async with aiohttp.ClientSession() as http, http.get(self.url + path, params=params) as r:
+            body = await r.json()
+        assert body["status"] == "success", (path, params, body)
+        return body["data"]
+
+    async def query(self, expr: str) -> list[dict[str, Any]]:
+        """The instant vector of `expr` now, as [{"metric": labels, "value": [time, text]}]."""
+        data = await self.get("/api/v1/query", query=expr)
+        return list(data["result"])
+
+
+@pytest.fixture
+def prometheus(tmp_path: Path) -> Iterator[Callable[[int, list[int]], Prometheus]]:
+    """prometheus(port, [scraped ports]) -> a started Prometheus, stopped after the test."""
+    made: list[Prometheus] = []
+
+    def make(port: int, targets: list[int]) -> Prometheus:
+        server = Prometheus(port, targets, tmp_path / f"prometheus-{port}")
+        server._run("start")
+        made.append(server)
+        return server
+
+    yield make
+    for server in made:
+        server._run("stop")
 
 
 async def _end_offsets(consumer: AIOKafkaConsumer, names: tuple[str, ...]) -> dict[TopicPartition, int]:
@@ -240,15 +325,15 @@ async def start_group_at_end(group_id: str, topic_names: tuple[str, ...] | None 
         await consumer.stop()
 
 
-# What a worker consumes (it only produces to notifications and dead-letters).
-WORKER_INPUTS = tuple(spec.name for spec in (topics.EVENTS, topics.RULES, topics.STRIPE, topics.CRAWL, topics.RECORDS))
+WORKER_INPUTS = tuple(spec.name for spec in topics.CONSUMED)
 
 
-async def committed_lag(group_id: str, topic_names: tuple[str, ...] = WORKER_INPUTS) -> dict[str, int]:
+async def committed_lag(group_id: str, topic_names: tuple[str, ...] = WORKER_INPUTS,
+                        bootstrap: str = BASE_ENV["KAFKA_BOOTSTRAP_SERVERS"]) -> dict[str, int]:
     """The partitions where the group's committed offset is short of the end (what the dashboard's lag panel
     shows), as "topic[partition]" -> records behind. Empty once the group has committed all it was given."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=BASE_ENV["KAFKA_BOOTSTRAP_SERVERS"])
-    consumer = AIOKafkaConsumer(bootstrap_servers=BASE_ENV["KAFKA_BOOTSTRAP_SERVERS"])
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap)
     await admin.start()
     await consumer.start()
     try:
@@ -261,10 +346,11 @@ async def committed_lag(group_id: str, topic_names: tuple[str, ...] = WORKER_INP
     return {f"{tp.topic}[{tp.partition}]": behind for tp, behind in lag.items() if behind > 0}
 
 
-async def all_committed(group_id: str, timeout: float = 60.0) -> None:
+async def all_committed(group_id: str, timeout: float = 60.0,
+                        bootstrap: str = BASE_ENV["KAFKA_BOOTSTRAP_SERVERS"]) -> None:
     """Waits until the group has committed everything on its topics; fails showing the lag left."""
     async def caught_up() -> bool:
-        lag = await committed_lag(group_id)
+        lag = await committed_lag(group_id, bootstrap=bootstrap)
         assert not lag, f"lag of group {group_id}: {lag}"
         return True
     await eventually(caught_up, timeout, what="the group's commits reaching the end of its topics")

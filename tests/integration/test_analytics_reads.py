@@ -4,6 +4,7 @@ computed from the input, from Redis while it is up and from PostgreSQL once it i
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
 import aiohttp
@@ -14,6 +15,10 @@ from .conftest import all_committed, eventually, start_group_at_end, wait_http
 GATEWAY = "http://127.0.0.1:18310"
 WORKERS = ("http://127.0.0.1:18311", "http://127.0.0.1:18312")
 WEIGHTS = {"views": 1.0, "copies": 3.0}
+DAY1 = analytics_data.DAY1.date().isoformat()
+# A range around the stream's two days, wider than them on both sides.
+RANGE = {"from": (analytics_data.DAYS[0] - timedelta(days=10)).date().isoformat(),
+         "to": (analytics_data.DAYS[-1] + timedelta(days=1)).date().isoformat()}
 
 
 async def _get(http: aiohttp.ClientSession, path: str, base: str = GATEWAY, **params: Any) -> tuple[int, Any]:
@@ -28,7 +33,7 @@ async def test_two_workers_and_a_redis_outage_leave_every_read_correct(
     prefix = f"rd{unique}"
     env = env_factory(PORT="18310", WORKER_APP_ID=f"analytics-rd-{unique}", LEADERBOARD_REFRESH_S="1",
                       DATABASE_URL=own_database,  # leaderboards rank every rule in the database
-                      REDIS_URL=f"redis://{redis.address}/0", EVENT_WEIGHTS="VIEW=1,COPY=3,SAVE=0,FORK=0,VOTE=0")
+                      REDIS_URL=redis.url("0"), EVENT_WEIGHTS="VIEW=1,COPY=3,SAVE=0,FORK=0,VOTE=0")
     bootstrap = env["KAFKA_BOOTSTRAP_SERVERS"]
     await start_group_at_end(env["WORKER_APP_ID"])
     # Eight rules so both workers' partitions carry some; rule i gets i+1 times the base traffic.
@@ -64,7 +69,7 @@ async def test_two_workers_and_a_redis_outage_leave_every_read_correct(
     async with aiohttp.ClientSession() as http:
         async def all_counted() -> bool:
             for author, t in author_totals.items():
-                status, body = await _get(http, f"/metrics/authors/{author}", **{"from": "2026-11-01", "to": "2026-11-30"})
+                status, body = await _get(http, f"/metrics/authors/{author}", **RANGE)
                 assert status == 200 and {k: body["totals"][k] for k in t} == t, (author, body)
             return True
         try:
@@ -72,8 +77,7 @@ async def test_two_workers_and_a_redis_outage_leave_every_read_correct(
         except AssertionError:
             print(workers[0].tail(30), workers[1].tail(30))
             for rule in rule_totals:  # which rules are short, to tell counting from attribution
-                print(rule, rule_totals[rule], await _get(http, f"/metrics/rules/{rule}",
-                                                          **{"from": "2026-11-01", "to": "2026-11-30"}))
+                print(rule, rule_totals[rule], await _get(http, f"/metrics/rules/{rule}", **RANGE))
             raise
 
         async def check_all(source: str) -> None:
@@ -82,7 +86,7 @@ async def test_two_workers_and_a_redis_outage_leave_every_read_correct(
 
         async def check_reads(base: str, source: str) -> None:
             for rule, t in rule_totals.items():
-                status, body = await _get(http, f"/metrics/rules/{rule}", base, **{"from": "2026-11-01", "to": "2026-11-30"})
+                status, body = await _get(http, f"/metrics/rules/{rule}", base, **RANGE)
                 assert status == 200
                 assert {k: body["totals"][k] for k in t} == t
                 assert {d["day"]: {"views": d["views"], "copies": d["copies"]} for d in body["days"]} == {
@@ -95,9 +99,9 @@ async def test_two_workers_and_a_redis_outage_leave_every_read_correct(
             mine = [(e["id"], e["score"]) for e in body["entries"]]
             assert mine == sorted(((a, t["views"] + 3 * t["copies"]) for a, t in author_totals.items()),
                                   key=lambda kv: (-kv[1], kv[0]))
-            status, body = await _get(http, "/leaderboards/daily", base, scope="rules", date="2026-11-20", limit="100")
+            status, body = await _get(http, "/leaderboards/daily", base, scope="rules", date=DAY1, limit="100")
             day_scores = {rule: c["views"] + 3 * c["copies"] for (rule, day), c in
-                          ((k, v) for s in streams for k, v in s.truth.items()) if day == "2026-11-20"}
+                          ((k, v) for s in streams for k, v in s.truth.items()) if day == DAY1}
             assert [(e["id"], e["score"]) for e in body["entries"]] == sorted(
                 day_scores.items(), key=lambda kv: (-kv[1], kv[0]))
 

@@ -10,11 +10,10 @@ from typing import Any
 import asyncpg
 
 from ingestflow.app.archive.local import LocalBackend
-from ingestflow.app.db import migrate
+from ingestflow.app.clients.db import migrate
 
 from .archive_support import archived_uids, produce_records, success_rows, unique_user_ids
-from .conftest import start_group_at_end
-from .conftest import eventually
+from .conftest import eventually, start_group_at_end
 
 
 async def _n_success(pg: asyncpg.Connection, users: list[int], n: int, archive: LocalBackend) -> bool:
@@ -51,7 +50,7 @@ async def test_postgres_outage_pauses_archiving_then_resumes_without_loss(
         spawn: Callable[..., Any], env_factory: Callable[..., dict[str, str]],
         private_service: Callable[..., Any], unique: str) -> None:
     svc = private_service("postgres", 15441)
-    dsn = f"postgresql://ingestflow:ingestflow@{svc.address}/ingestflow_test"
+    dsn = svc.url("ingestflow_test")
     await migrate(dsn)
     users = unique_user_ids(2)
     env = env_factory(WORKER_PORT="18242", WORKER_APP_ID=f"archive-pgdown-{unique}", BUFFER_SIZE="2",

@@ -15,8 +15,7 @@ from ingestflow.app.archive.local import LocalBackend
 from ingestflow.schemas.topics import RECORDS
 
 from .archive_support import archived_uids, produce_records, success_rows, unique_user_ids
-from .conftest import start_group_at_end
-from .conftest import eventually, wait_http
+from .conftest import eventually, start_group_at_end, wait_http
 
 BASE = "http://127.0.0.1:18221"
 

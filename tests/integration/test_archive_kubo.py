@@ -11,12 +11,10 @@ import pytest
 
 from ingestflow.app.archive import cid as cids
 from ingestflow.app.archive.ipfs import kubo as kubo_backend
-from ingestflow.app.errors import ArchiveError, NotFound
+from ingestflow.app.core.errors import ArchiveError, NotFound
 
-from .conftest import start_group_at_end
-from .archive_support import (Kubo, archived_uids, produce_records, success_rows,
-                              unique_user_ids)
-from .conftest import eventually
+from .archive_support import Kubo, archived_uids, produce_records, success_rows, unique_user_ids
+from .conftest import eventually, start_group_at_end
 
 
 @pytest.fixture

@@ -10,20 +10,19 @@ import pytest
 from aiokafka.partitioner import murmur2
 
 from ingestflow.app.archive.base import CidMismatch
+from ingestflow.app.archive.crypto import open_envelope
 from ingestflow.app.archive.http_add import AuthRejected
 from ingestflow.app.archive.lighthouse import lighthouse
 from ingestflow.app.archive.sink import ArchiveSink, Batch
-from ingestflow.app.crypto import open_envelope
-from ingestflow.app.db import Database
-from ingestflow.app.errors import ArchiveError, NotFound
-from ingestflow.app.transfer_logs import TransferLogs
+from ingestflow.app.archive.transfer_logs import TransferLogs
+from ingestflow.app.clients.db import Database
+from ingestflow.app.core.errors import ArchiveError, NotFound
 from ingestflow.schemas.topics import RECORDS
 
 from ..conftest import BASE_ENV
 from ..fake_lighthouse import FakeLighthouse
 from .archive_support import KEYRING, produce_records, unique_user_ids
-from .conftest import start_group_at_end
-from .conftest import eventually
+from .conftest import eventually, start_group_at_end
 
 API_KEY = "lh-test-api-key-0123456789"
 

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import asyncpg
 
-from ingestflow.app.backfill import backfill
-from ingestflow.app.db import Database
-from ingestflow.app.leaderboard_store import LeaderboardStore
-from ingestflow.app.progress import Checkpoint
+from ingestflow.app.clients.db import Database
+from ingestflow.app.ops.backfill import backfill
+from ingestflow.app.ops.progress import Checkpoint
+from ingestflow.app.stores.leaderboard_store import LeaderboardStore
 
 from .conftest import DSN, interrupted_after_first_step
 

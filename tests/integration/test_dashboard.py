@@ -2,27 +2,30 @@
 dashboard must return data, so no panel is silently empty or points at a metric that does not exist."""
 from __future__ import annotations
 
-import asyncio
 import json
-import os
-import subprocess
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import aiohttp
 from aiokafka import AIOKafkaProducer
 
 from ..conftest import BASE_ENV
-from .conftest import ROOT, eventually, start_group_at_end, wait_http
+from .conftest import ROOT, Prometheus, eventually, start_group_at_end, wait_http
 
 DASHBOARD = ROOT / "deploy" / "grafana" / "dashboards" / "ingestflow.json"
 GATEWAY, WORKER, PROMETHEUS = 18401, 16401, 19401
 
 
 def dashboard_queries() -> list[tuple[str, str]]:
-    panels = json.loads(DASHBOARD.read_text())["panels"]
-    return [(p["title"], t["expr"]) for p in panels for t in p.get("targets", [])]
+    """(panel title and refId, query) with each dashboard variable set to what "All" sends."""
+    board = json.loads(DASHBOARD.read_text())
+    values = {f"${v['name']}": v["allValue"] for v in board["templating"]["list"]}
+
+    def expand(expr: str) -> str:
+        for name, value in values.items():
+            expr = expr.replace(name, value)
+        return expr
+    return [(f"{p['title']} {t['refId']}", expand(t["expr"])) for p in board["panels"] for t in p.get("targets", [])]
 
 
 async def _traffic(env: dict[str, str], unique: str) -> None:
@@ -55,44 +58,36 @@ async def _traffic(env: dict[str, str], unique: str) -> None:
 
 
 async def test_every_dashboard_query_returns_data(
-        spawn: Callable[..., Any], env_factory: Callable[..., dict[str, str]], unique: str, tmp_path: Path,
-        private_service: Callable[..., Any]) -> None:
+        spawn: Callable[..., Any], env_factory: Callable[..., dict[str, str]], unique: str,
+        private_service: Callable[..., Any], prometheus: Callable[..., Prometheus]) -> None:
     redis = private_service("redis", 16402)  # its own rate-limit budget, whatever other tests spent
-    env = env_factory(REDIS_URL=f"redis://{redis.address}/0", PORT=str(GATEWAY), WORKER_PORT=str(WORKER), WORKER_APP_ID=f"dash-{unique}",
-                      RATE_LIMIT_EVENTS_PER_MIN="5", BUFFER_SIZE="2")
-    prom_env = {**os.environ, "PROMETHEUS_PORT": str(PROMETHEUS), "PROMETHEUS_SCRAPE_INTERVAL": "1s",
-                "PROMETHEUS_TARGETS": f"127.0.0.1:{GATEWAY},127.0.0.1:{WORKER}",
-                "PROMETHEUS_DATA_DIR": str(tmp_path / "prometheus")}
+    env = env_factory(REDIS_URL=redis.url("0"), PORT=str(GATEWAY), WORKER_PORT=str(WORKER),
+                      WORKER_APP_ID=f"dash-{unique}", RATE_LIMIT_EVENTS_PER_MIN="5", BUFFER_SIZE="2",
+                      HEALTH_PROBE_INTERVAL_S="1")
     await start_group_at_end(env["WORKER_APP_ID"])
-    subprocess.run([str(ROOT / "deploy" / "prometheus.sh"), "start"], check=True, env=prom_env)
+    prom = prometheus(PROMETHEUS, [GATEWAY, WORKER])
+    worker = spawn(["worker"], env)
+    gateway = spawn(["gateway"], env)
+    await wait_http(f"http://127.0.0.1:{GATEWAY}/health")
+    await wait_http(f"http://127.0.0.1:{WORKER}/metrics")
+    await _traffic(env, unique)
+    queries = dashboard_queries()
+    assert len(queries) >= 30
+
+    async def both_processes_offered() -> bool:  # by the dashboard's `instance` variable
+        offered = set(await prom.get("/api/v1/label/instance/values", **{"match[]": 'up{job="ingestflow"}'}))
+        assert offered == {f"127.0.0.1:{GATEWAY}", f"127.0.0.1:{WORKER}"}, offered
+        return True
+    await eventually(both_processes_offered, timeout=60, what="both processes in the instance variable")
+
+    async def empty_panels() -> list[str]:
+        return [title for title, expr in queries if not await prom.query(expr)]
+
+    async def all_have_data() -> bool:
+        return not await empty_panels()
     try:
-        worker = spawn(["worker"], env)
-        gateway = spawn(["gateway"], env)
-        await wait_http(f"http://127.0.0.1:{GATEWAY}/health")
-        await wait_http(f"http://127.0.0.1:{WORKER}/metrics")
-        await _traffic(env, unique)
-        queries = dashboard_queries()
-        assert len(queries) >= 15
-
-        async def empty_panels() -> list[str]:
-            missing = []
-            async with aiohttp.ClientSession() as http:
-                for title, expr in queries:
-                    async with http.get(f"http://127.0.0.1:{PROMETHEUS}/api/v1/query", params={"query": expr}) as r:
-                        body = await r.json()
-                    assert body["status"] == "success", (title, body)
-                    if not body["data"]["result"]:
-                        missing.append(title)
-            return missing
-
-        async def all_have_data() -> bool:
-            return not await empty_panels()
-        try:
-            await eventually(all_have_data, timeout=90, interval=2, what="data in every dashboard panel")
-        except AssertionError:
-            print("panels without data:", await empty_panels())
-            print(worker.tail(20), gateway.tail(20))
-            raise
-    finally:
-        subprocess.run([str(ROOT / "deploy" / "prometheus.sh"), "stop"], check=False, env=prom_env)
-        await asyncio.sleep(0)
+        await eventually(all_have_data, timeout=90, interval=2, what="data in every dashboard panel")
+    except AssertionError:
+        print("panels without data:", await empty_panels())
+        print(worker.tail(20), gateway.tail(20))
+        raise

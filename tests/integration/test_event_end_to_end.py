@@ -2,12 +2,17 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
 import aiohttp
 import asyncpg
 
+from .analytics_data import recent_day
 from .conftest import eventually, start_group_at_end, wait_http
+
+DAY = recent_day(4)
+NEXT_DAY = DAY + timedelta(days=1)
 
 
 async def test_event_walks_from_http_to_postgres(
@@ -19,9 +24,9 @@ async def test_event_walks_from_http_to_postgres(
     gateway = spawn(["gateway"], env)
     await wait_http("http://127.0.0.1:18787/health")
     rule = f"rule-{unique}"
-    events = [{"type": "VIEW", "ruleId": rule, "ts": "2026-11-20T10:00:00Z"},
-              {"type": "COPY", "ruleId": rule, "ts": "2026-11-20T11:00:00Z"},
-              {"type": "VOTE", "ruleId": rule, "ts": "2026-11-21T09:00:00Z"}]
+    events = [{"type": "VIEW", "ruleId": rule, "ts": DAY.strftime("%Y-%m-%dT10:00:00Z")},
+              {"type": "COPY", "ruleId": rule, "ts": DAY.strftime("%Y-%m-%dT11:00:00Z")},
+              {"type": "VOTE", "ruleId": rule, "ts": NEXT_DAY.strftime("%Y-%m-%dT09:00:00Z")}]
     async with aiohttp.ClientSession() as http:
         async with http.post("http://127.0.0.1:18787/ingest/events", json={"events": events},
                              headers={"x-app-token": env["INGEST_APP_TOKEN"]}) as resp:
@@ -36,10 +41,11 @@ async def test_event_walks_from_http_to_postgres(
         except AssertionError:
             print(worker.tail(), gateway.tail())
             raise
-        assert [tuple(r) for r in got] == [("2026-11-20", 1, 1, 0), ("2026-11-21", 0, 0, 1)]
+        assert [tuple(r) for r in got] == [(DAY.date().isoformat(), 1, 1, 0), (NEXT_DAY.date().isoformat(), 0, 0, 1)]
 
         async with http.get(f"http://127.0.0.1:18787/metrics/rules/{rule}",
-                            params={"from": "2026-11-01", "to": "2026-11-30"}) as resp:
+                            params={"from": (DAY - timedelta(days=10)).date().isoformat(),
+                                    "to": (NEXT_DAY + timedelta(days=1)).date().isoformat()}) as resp:
             body = await resp.json()
         assert body["totals"] == {"views": 1, "copies": 1, "saves": 0, "forks": 0, "votes": 1}
 

@@ -5,37 +5,33 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import AsyncIterator
-from pathlib import Path
+from datetime import timedelta
 from typing import Any
 
 import aiohttp
 import pytest
 
-from ingestflow.app import serde
-from ingestflow.app.stripe_signature import sign
+from ingestflow.app.core import serde
+from ingestflow.app.gateway.stripe_signature import sign
 
 from ..conftest import BASE_ENV
-from .conftest import Process, wait_http
-from .gateway_kit import consume, end_offsets, get, post
+from .analytics_data import recent_day
+from .conftest import Process
+from .gateway_kit import consume, end_offsets, gateway_process, get, post
 
 PORT = 18101
 BASE = f"http://127.0.0.1:{PORT}"
 KAFKA = BASE_ENV["KAFKA_BOOTSTRAP_SERVERS"]
 SECRET = BASE_ENV["STRIPE_WEBHOOK_SECRET"]
+DAY = recent_day(2)
 
 
 @pytest.fixture(scope="module")
 async def gateway(services: None, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Process]:
-    tmp: Path = tmp_path_factory.mktemp("gateway")
-    env = dict(BASE_ENV, PORT=str(PORT), FILE_BUFFER_DIR=str(tmp / "spool"), MAX_BODY_BYTES="65536",
-               MAX_BATCH_ITEMS="50", RATE_LIMIT_EVENTS_PER_MIN="100000", RATE_LIMIT_CRAWL_PER_MIN="100000")
-    proc = Process(["gateway"], env, tmp / "gateway.log").start()
-    try:
-        await wait_http(f"{BASE}/health")
+    async with gateway_process(tmp_path_factory.mktemp("gateway"), PORT, MAX_BODY_BYTES="65536",
+                               MAX_BATCH_ITEMS="50", RATE_LIMIT_EVENTS_PER_MIN="100000",
+                               RATE_LIMIT_CRAWL_PER_MIN="100000") as proc:
         yield proc
-    finally:
-        proc.stop()
-        print(proc.tail())
 
 
 @pytest.fixture
@@ -52,7 +48,7 @@ async def test_events_land_on_the_topic_keyed_by_rule_with_ip_id_and_event_time(
         gateway: Process, http: aiohttp.ClientSession, unique: str) -> None:
     start = await end_offsets(KAFKA, "events")
     rule = f"rule-{unique}"
-    body = {"events": [{"type": "VIEW", "ruleId": rule, "userId": "u1", "ts": "2026-11-20T10:00:00Z",
+    body = {"events": [{"type": "VIEW", "ruleId": rule, "userId": "u1", "ts": DAY.strftime("%Y-%m-%dT10:00:00Z"),
                         "idempotencyKey": f"k-{unique}"},
                        {"type": "VOTE", "ruleId": rule, "authorId": "a1"}]}
     before = time.time()
@@ -64,7 +60,8 @@ async def test_events_land_on_the_topic_keyed_by_rule_with_ip_id_and_event_time(
     by_id = {v["id"]: (v, r) for v, r in zip(values(got), got)}
     first, record = by_id[f"k-{unique}"]
     assert first["ip"] == "127.0.0.1" and first["type"] == "VIEW" and first["userId"] == "u1"
-    assert record.timestamp == 1795168800000  # the event's ts, which the daily windows are cut on
+    event_time_ms = int((DAY + timedelta(hours=10)).timestamp()) * 1000
+    assert record.timestamp == event_time_ms  # the event's ts, which the daily windows are cut on
     second, record = by_id[reply.body["ids"][1]]
     assert second["type"] == "VOTE" and abs(record.timestamp / 1000 - before) < 60  # ts defaults to receipt
 
@@ -78,7 +75,7 @@ async def test_crawl_records_and_stripe_land_with_their_keys(
     user = int(uuid.uuid4().int % 10**12)
     records = {"user_id": user, "records": [{"wuid": "w1", "cleaned": {"t": "x"}, "context": "c"}]}
     assert (await post(http, f"{BASE}/ingest/records", records)).status == 202
-    event = serde.dumps({"id": f"evt_{unique}", "type": "charge.succeeded", "created": 1_700_000_000,
+    event = serde.dumps({"id": f"evt_{unique}", "type": "charge.succeeded", "created": int(DAY.timestamp()) + 36_000,
                          "data": {"object": {"amount": 500}}})
     t = int(time.time())
     reply = await post(http, f"{BASE}/ingest/stripe/webhook", raw=event, token=None,
@@ -197,7 +194,7 @@ async def test_status_health_and_openapi_describe_the_gateway(gateway: Process, 
     buffers = await get(http, f"{BASE}/status/buffers")
     assert buffers.status == 200 and {"pending", "failed", "kafkaHealthy"} <= set(buffers.body)
     health = await get(http, f"{BASE}/health")
-    assert health.status == 200 and health.body["accepting"] is True
+    assert health.status == 200 and health.body["ready"] is True
     assert {d["name"] for d in health.body["dependencies"]} >= {"kafka", "postgres", "redis", "spool"}
     async with http.get(f"{BASE}/health", headers={"Origin": "https://status.example"}) as resp:
         assert resp.status == 200  # the one endpoint browsers may call

@@ -11,6 +11,7 @@ import aiohttp
 import pytest
 from redis.asyncio import Redis
 
+from ..conftest import BASE_ENV
 from .conftest import wait_http
 from .gateway_kit import Reply, post
 
@@ -38,7 +39,7 @@ async def test_two_gateways_share_one_budget_per_ip_and_endpoint_class(
         spawn: Callable[..., Any], env_factory: Callable[..., dict[str, str]], http: aiohttp.ClientSession,
         unique: str) -> None:
     # A Redis DB of its own for this test: the shared counters of other tests' gateways stay apart.
-    env = env_factory(RATE_LIMIT_EVENTS_PER_MIN="6", RATE_LIMIT_CRAWL_PER_MIN="2", REDIS_URL="redis://127.0.0.1:6379/14")
+    env = env_factory(RATE_LIMIT_EVENTS_PER_MIN="6", RATE_LIMIT_CRAWL_PER_MIN="2", REDIS_URL=BASE_ENV["REDIS_URL"].rsplit("/", 1)[0] + "/14")
     bases = ["http://127.0.0.1:18130", "http://127.0.0.1:18131"]
     for i, base in enumerate(bases):
         spawn(["gateway"], {**env, "PORT": base.rsplit(":", 1)[1],
@@ -67,7 +68,7 @@ async def test_redis_down_falls_back_to_in_process_limits_without_failing_reques
         private_service: Callable[..., Any], spawn: Callable[..., Any], env_factory: Callable[..., dict[str, str]],
         http: aiohttp.ClientSession, unique: str) -> None:
     redis = private_service("redis", 16391)
-    env = env_factory(PORT="18132", RATE_LIMIT_EVENTS_PER_MIN="3", REDIS_URL=f"redis://{redis.address}/0")
+    env = env_factory(PORT="18132", RATE_LIMIT_EVENTS_PER_MIN="3", REDIS_URL=redis.url("0"))
     spawn(["gateway"], env)
     base = "http://127.0.0.1:18132"
     await wait_http(f"{base}/health")

@@ -18,7 +18,7 @@ async def _get(url: str) -> tuple[int, dict[str, Any]]:
 async def test_worker_readiness_names_the_missing_database(
         spawn: Callable[..., Any], env_factory: Callable[..., dict[str, str]], unique: str) -> None:
     env = env_factory(PORT="18461", WORKER_PORT="16461", WORKER_APP_ID=f"health-{unique}",
-                      DATABASE_URL="postgresql://ingestflow:ingestflow@127.0.0.1:1/ingestflow_test")
+                      DATABASE_URL="postgresql://ingestflow@127.0.0.1:1/ingestflow_test")
     await start_group_at_end(env["WORKER_APP_ID"])
     worker = spawn(["worker"], env)
     try:
@@ -48,6 +48,6 @@ async def test_gateway_live_and_ready_with_every_dependency_up(
     spawn(["gateway"], env_factory(PORT="18462"))
     await wait_http("http://127.0.0.1:18462/health/live")
     status, body = await _get("http://127.0.0.1:18462/health/ready")
-    assert status == 200 and body["accepting"] is True
+    assert status == 200 and body["ready"] is True
     assert {d["name"]: d["status"] for d in body["dependencies"]} == {
         "kafka": "up", "postgres": "up", "redis": "up", "spool": "up", "archive": "up"}

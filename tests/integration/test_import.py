@@ -15,10 +15,11 @@ import aiohttp
 import asyncpg
 from aiokafka import AIOKafkaConsumer
 
-from ingestflow.app import serde
 from ingestflow.app.archive.local import LocalBackend
+from ingestflow.app.core import serde
 
 from ..conftest import BASE_ENV
+from .analytics_data import recent_day
 from .archive_support import archived_uids, success_rows, unique_user_ids
 from .conftest import DSN, eventually, start_group_at_end
 
@@ -51,7 +52,8 @@ async def test_import_events_reports_rejects_and_produces_the_rest(
     rule = f"imp-{unique}"
     path = tmp_path / "events.ndjson"
     path.write_text("\n".join([
-        serde.dumps({"type": "VIEW", "ruleId": rule, "ts": "2026-11-01T10:00:00Z", "ip": "1.1.1.1"}).decode(),
+        serde.dumps({"type": "VIEW", "ruleId": rule, "ts": recent_day(5).strftime("%Y-%m-%dT10:00:00Z"),
+                     "ip": "1.1.1.1"}).decode(),
         serde.dumps({"type": "COPY", "ruleId": rule, "idempotencyKey": f"k-{unique}"}).decode(),
         serde.dumps({"type": "LIKE", "ruleId": rule}).decode(),
         "{not json",

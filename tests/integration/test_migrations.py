@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import asyncpg
 
-from ingestflow.app.db import migrate
+from ingestflow.app.clients.db import migrate
 
 from .conftest import DSN
 

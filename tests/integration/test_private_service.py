@@ -6,7 +6,7 @@ from typing import Any
 
 from redis.asyncio import Redis
 
-from ingestflow.app.redis_client import RedisClient, RedisError
+from ingestflow.app.clients.redis_client import RedisClient, RedisError
 
 from ..conftest import BASE_ENV
 
@@ -14,7 +14,7 @@ from ..conftest import BASE_ENV
 async def test_private_redis_stops_while_shared_one_keeps_answering(
         private_service: Callable[..., Any], services: None) -> None:
     svc = private_service("redis", 16390)
-    client = RedisClient(f"redis://{svc.address}/0")
+    client = RedisClient(svc.url("0"))
     await client.start()
     await client.ping()
     svc.stop()

@@ -2,23 +2,25 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime, timedelta, timezone
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from ingestflow.app.kafka import ensure_topics
-from ingestflow.app.progress import Checkpoint
-from ingestflow.app.replay import replay
+from ingestflow.app.clients.kafka import ensure_topics
+from ingestflow.app.ops.progress import Checkpoint
+from ingestflow.app.ops.replay import replay
 from ingestflow.schemas.topics import TopicSpec
 
-from ..conftest import BASE_ENV
+from ..conftest import BASE_ENV, plaintext_kafka
+from .analytics_data import recent_day
 from .conftest import delete_topics, interrupted_after_first_step
 
 BOOTSTRAP = BASE_ENV["KAFKA_BOOTSTRAP_SERVERS"]
-T0 = datetime(2026, 10, 1, tzinfo=timezone.utc)
+KAFKA = plaintext_kafka(BOOTSTRAP)
+T0 = recent_day(3)  # the topics keep the broker's retention (7 days)
 
 
 @pytest.fixture
@@ -30,7 +32,7 @@ async def replay_topics(services: None, unique: str) -> AsyncIterator[tuple[str,
 
 
 async def _seed(topic: str, n: int) -> None:
-    await ensure_topics(BOOTSTRAP, [TopicSpec(topic, key="k", partitions=2)])
+    await ensure_topics(KAFKA, [TopicSpec(topic, key="k", partitions=2)])
     producer = AIOKafkaProducer(bootstrap_servers=BOOTSTRAP, acks="all")
     await producer.start()
     for i in range(n):
@@ -60,8 +62,8 @@ async def _read_all(topic: str, expected: int) -> list[tuple[bytes, bytes, int]]
 async def test_replay_reproduces_exactly_the_time_range(replay_topics: tuple[str, str], tmp_path: Path) -> None:
     src, dst = replay_topics
     await _seed(src, 30)
-    await ensure_topics(BOOTSTRAP, [TopicSpec(dst, key="k", partitions=2)])
-    report = await replay(BOOTSTRAP, src, T0 + timedelta(minutes=10), T0 + timedelta(minutes=20), into=dst,
+    await ensure_topics(KAFKA, [TopicSpec(dst, key="k", partitions=2)])
+    report = await replay(KAFKA, src, T0 + timedelta(minutes=10), T0 + timedelta(minutes=20), into=dst,
                           checkpoint=Checkpoint(tmp_path / "cp.json"), stop=asyncio.Event())
     assert report.complete and report.produced == 10 == report.total
     got = await _read_all(dst, 10)
@@ -74,15 +76,15 @@ async def test_replay_reproduces_exactly_the_time_range(replay_topics: tuple[str
 async def test_interrupted_replay_resumes_without_repeating(replay_topics: tuple[str, str], tmp_path: Path) -> None:
     src, dst = replay_topics
     await _seed(src, 40)
-    await ensure_topics(BOOTSTRAP, [TopicSpec(dst, key="k", partitions=2)])
+    await ensure_topics(KAFKA, [TopicSpec(dst, key="k", partitions=2)])
     checkpoint = Checkpoint(tmp_path / "cp.json")
     stop = asyncio.Event()
 
-    first = await replay(BOOTSTRAP, src, T0, None, into=dst, checkpoint=checkpoint, stop=stop,
+    first = await replay(KAFKA, src, T0, None, into=dst, checkpoint=checkpoint, stop=stop,
                          progress=interrupted_after_first_step("replay", stop), batch_size=7)
     assert not first.complete and 0 < first.produced < 40
     assert checkpoint.load()["next"], "the interrupted run left a resume point"
-    second = await replay(BOOTSTRAP, src, T0, None, into=dst, checkpoint=checkpoint, stop=asyncio.Event(),
+    second = await replay(KAFKA, src, T0, None, into=dst, checkpoint=checkpoint, stop=asyncio.Event(),
                           batch_size=7)
     assert second.complete
     assert first.produced + second.produced == 40

@@ -13,13 +13,13 @@ from typing import Any
 
 import asyncpg
 
+from ingestflow.app.core import serde
 
 from ..conftest import BASE_ENV
-from .analytics_data import produce
-from .conftest import start_group_at_end
-from .conftest import eventually
+from .analytics_data import produce, recent_day
+from .conftest import eventually, start_group_at_end
 
-DAY = datetime(2026, 11, 10, 9, tzinfo=timezone.utc)
+DAY = recent_day(5) + timedelta(hours=9)
 
 
 def _event(rule: str, kind: str, at: datetime) -> tuple[str, dict[str, Any], float]:
@@ -38,14 +38,17 @@ async def test_replay_onto_live_topic_does_not_double_count(
     worker = spawn(["worker"], env)
     rule = f"replay-{unique}"
     since = datetime.now(timezone.utc) - timedelta(seconds=1)
-    await produce(bootstrap, "events", [_event(rule, "COPY", DAY + timedelta(minutes=i)) for i in range(3)]
+    # The replay starts each partition at its first record stamped at or after `since`: a VOTE stamped now,
+    # ahead of the rule's events (stamped days ago), puts them in the replayed range.
+    await produce(bootstrap, "events", [_event(rule, "VOTE", datetime.now(timezone.utc))]
+                  + [_event(rule, "COPY", DAY + timedelta(minutes=i)) for i in range(3)]
                   + [_event(rule, "SAVE", DAY + timedelta(minutes=10 + i)) for i in range(2)])
 
-    async def day_row(day: str) -> Any:
+    async def day_row(day: datetime) -> Any:
         return await pg.fetchrow("SELECT copies, saves FROM rule_metric_daily WHERE rule_id = $1 AND day = $2",
-                                 rule, datetime.fromisoformat(day).date())
+                                 rule, day.date())
     try:
-        await eventually(lambda: _is(day_row("2026-11-10"), (3, 2)), timeout=120, what="first counts")
+        await eventually(lambda: _is(day_row(DAY), (3, 2)), timeout=120, what="first counts")
     except AssertionError:
         print(worker.tail())
         raise
@@ -55,10 +58,11 @@ async def test_replay_onto_live_topic_does_not_double_count(
                           env={**os.environ, **env}, capture_output=True, text=True, timeout=120, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert '"complete":true' in proc.stdout
+    assert serde.loads(proc.stdout.strip().splitlines()[-1])["produced"] >= 6, proc.stdout  # the rule's 6 at least
     # A sentinel on the same rule (same partition, after the replayed copies) shows the worker got past them.
     await produce(bootstrap, "events", [_event(rule, "COPY", DAY + timedelta(days=1))])
-    await eventually(lambda: _is(day_row("2026-11-11"), (1, 0)), timeout=120, what="sentinel counted")
-    assert tuple(await day_row("2026-11-10")) == (3, 2)
+    await eventually(lambda: _is(day_row(DAY + timedelta(days=1)), (1, 0)), timeout=120, what="sentinel counted")
+    assert tuple(await day_row(DAY)) == (3, 2)
 
 
 async def _is(row: Any, expected: tuple[int, int]) -> bool:

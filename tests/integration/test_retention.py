@@ -6,9 +6,9 @@ from datetime import datetime, timedelta, timezone
 import asyncpg
 from redis.asyncio import Redis
 
-from ingestflow.app.db import Database
-from ingestflow.app.redis_client import RedisClient
-from ingestflow.app.retention import RetentionPolicy, run_retention
+from ingestflow.app.clients.db import Database
+from ingestflow.app.clients.redis_client import RedisClient
+from ingestflow.app.ops.retention import RetentionPolicy, run_retention
 
 from ..conftest import BASE_ENV
 from .conftest import DSN

@@ -8,8 +8,8 @@ from typing import Any
 
 import aiohttp
 
-from ingestflow.app import serde
-from ingestflow.app.stripe_signature import sign
+from ingestflow.app.core import serde
+from ingestflow.app.gateway.stripe_signature import sign
 
 from .conftest import start_group_at_end, wait_http
 

@@ -10,11 +10,12 @@ from datetime import date, datetime, timezone
 import asyncpg
 import pytest
 
-from ingestflow.app.crawl_store import CrawlStore
-from ingestflow.app.db import Database
-from ingestflow.app.leaderboard_store import TRENDING_KEY, LeaderboardStore
-from ingestflow.app.metrics_store import MetricsStore
-from ingestflow.app.redis_client import RedisClient
+from ingestflow.app.clients.db import Database
+from ingestflow.app.clients.redis_client import RedisClient
+from ingestflow.app.core.settings import Settings
+from ingestflow.app.stores.crawl_store import CrawlStore
+from ingestflow.app.stores.leaderboard_store import TRENDING_KEY, LeaderboardStore
+from ingestflow.app.stores.metrics_store import MetricsStore
 from ingestflow.schemas.crawl import CrawlItem
 
 from ..conftest import BASE_ENV
@@ -51,7 +52,7 @@ async def test_a_stale_lower_day_total_never_replaces_a_newer_one(
 
 async def test_a_stale_event_author_never_replaces_the_catalog_author(
         db: Database, pg: asyncpg.Connection, unique: str) -> None:
-    store = MetricsStore(db)
+    store = MetricsStore(db, Settings().weights)
     rule = f"ms{unique}"
     try:
         await store.set_rule_authors([(rule, "ann", "catalog", "A rule")])

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from ingestflow.app.commit_gate import CommitGate
+from ingestflow.app.worker.commit_gate import CommitGate
 
 
 async def test_a_commit_waits_for_the_batch_being_written_then_flushes_before_committing() -> None:

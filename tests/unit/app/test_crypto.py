@@ -6,8 +6,9 @@ import struct
 
 import pytest
 
-from ingestflow.app.crypto import HEADER_SIZE, MAGIC, Keyring, derive_key, key_id, open_envelope, read_header, seal
-from ingestflow.app.errors import ConfigError, IntegrityError
+from ingestflow.app.archive.crypto import (HEADER_SIZE, MAGIC, Keyring, derive_key, key_id, open_envelope, read_header,
+                                           seal)
+from ingestflow.app.core.errors import ConfigError, IntegrityError
 
 KEY = "current-master-key-0123456789"
 OLD = "previous-master-key-0123456789"

@@ -5,9 +5,9 @@ from pathlib import Path
 
 import pytest
 
-from ingestflow.app import serde
-from ingestflow.app.errors import ValidationError
-from ingestflow.app.importer import Rejected, read_file, read_file_store, to_messages
+from ingestflow.app.core import serde
+from ingestflow.app.core.errors import ValidationError
+from ingestflow.app.ops.importer import Rejected, read_file, read_file_store, to_messages
 
 NOW = datetime(2026, 11, 23, tzinfo=timezone.utc)
 

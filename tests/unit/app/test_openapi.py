@@ -3,8 +3,8 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from ingestflow.app import openapi
-from ingestflow.app.gateway import build_gateway
+from ingestflow.app.web import openapi
+from ingestflow.app.gateway.app import build_gateway
 
 
 def test_every_route_of_the_gateway_is_described(settings_factory) -> None:  # type: ignore[no-untyped-def]

@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import pytest
 
-from ingestflow.app.errors import ValidationError
-from ingestflow.app.publisher import Qos
-from ingestflow.app.routes_ingest import parse_qos
+from ingestflow.app.core.errors import ValidationError
+from ingestflow.app.gateway.publisher import Qos
+from ingestflow.app.gateway.routes_ingest import parse_qos
 
 
 def test_absent_means_acknowledged_by_kafka_or_spool() -> None:

@@ -2,9 +2,9 @@
 (the shared Redis path is proven in tests/integration/test_gateway_ratelimit.py)."""
 from __future__ import annotations
 
-from ingestflow.app.clock import ManualClock
-from ingestflow.app.ratelimit import LocalWindows, RateLimiter
-from ingestflow.app.redis_client import RedisClient
+from ingestflow.app.clients.redis_client import RedisClient
+from ingestflow.app.core.clock import ManualClock
+from ingestflow.app.web.ratelimit import LocalWindows, RateLimiter
 
 
 async def limiter(clock: ManualClock, **limits: int) -> RateLimiter:

@@ -6,8 +6,8 @@ import hmac
 
 import pytest
 
-from ingestflow.app.errors import ValidationError
-from ingestflow.app.stripe_signature import verify
+from ingestflow.app.core.errors import ValidationError
+from ingestflow.app.gateway.stripe_signature import TOLERANCE_S, verify
 
 SECRET = "whsec_test_secret_value"
 BODY = b'{"id": "evt_1", "type": "charge.succeeded", "created": 1700000000, "data": {"object": {}}}'
@@ -67,3 +67,10 @@ def test_errors_never_contain_the_secret() -> None:
     with pytest.raises(ValidationError) as info:
         verify(f"t={NOW},v1={'a' * 64}", BODY, SECRET, NOW)
     assert SECRET not in str(info.value.to_dict())
+
+
+def test_a_timestamp_far_in_the_future_is_refused() -> None:
+    for ahead in (TOLERANCE_S + 1, 86_400 * 365):
+        with pytest.raises(ValidationError, match="in the future"):
+            verify(f"t={NOW + ahead},v1={stripe_sig(NOW + ahead)}", BODY, SECRET, NOW)
+    assert verify(f"t={NOW + 10},v1={stripe_sig(NOW + 10)}", BODY, SECRET, NOW) == NOW + 10

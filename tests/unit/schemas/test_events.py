@@ -4,9 +4,9 @@ from datetime import datetime, timezone
 
 import pytest
 
-from ingestflow.app import serde
-from ingestflow.app.errors import ValidationError
-from ingestflow.schemas.events import decode, from_request
+from ingestflow.app.core import serde
+from ingestflow.app.core.errors import ValidationError
+from ingestflow.schemas.events import decode, from_request, too_old
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=timezone.utc)
 
@@ -52,3 +52,20 @@ def test_timestamp_that_overflows_in_utc_is_a_validation_error() -> None:
         from_request({"type": "VIEW", "ruleId": "r", "ts": "9999-12-31T23:00:00-05:00"}, "events[0]", NOW, "1.1.1.1")
     assert info.value.field == "events[0].ts"
     assert "out of range" in info.value.reason
+
+
+def test_an_event_is_accepted_on_the_last_35_utc_days_and_refused_before() -> None:
+    # NOW is 2026-11-23 12:00: the counted days are 2026-10-20 to 2026-11-23.
+    oldest = from_request({"type": "VIEW", "ruleId": "r", "ts": "2026-10-20T00:00:00Z"}, "events[1]", NOW, "1.1.1.1")
+    assert oldest.ts == datetime(2026, 10, 20, tzinfo=timezone.utc)
+    with pytest.raises(ValidationError) as info:
+        from_request({"type": "VIEW", "ruleId": "r", "ts": "2026-10-19T23:59:59Z"}, "events[1]", NOW, "1.1.1.1")
+    assert info.value.field == "events[1].ts"
+    assert info.value.reason == "is before 2026-10-20: events are counted on the last 35 UTC days only"
+
+
+def test_a_worker_drops_as_late_what_falls_before_the_counted_days() -> None:
+    now = NOW.timestamp()
+    assert not too_old(datetime(2026, 10, 20, tzinfo=timezone.utc).timestamp(), now)
+    assert too_old(datetime(2026, 10, 19, 23, 59, 59, tzinfo=timezone.utc).timestamp(), now)
+    assert not too_old(now + 86_400, now)  # a clock ahead is not late

@@ -8,7 +8,7 @@ from typing import Any
 import jsonschema
 import pytest
 
-from ingestflow.app import serde
+from ingestflow.app.core import serde
 from ingestflow.schemas import crawl, events, records
 
 SCHEMAS = Path(__file__).resolve().parents[3] / "schemas" / "json"
@@ -40,7 +40,11 @@ def test_what_the_gateway_produces_validates(name: str, value: Any) -> None:
     ("events.schema.json", {"type": "LIKE"}), ("events.schema.json", {"ruleId": ""}),
     ("crawl.schema.json", {"url": "ftp://x"}), ("records.schema.json", {"cleaned": "text"}),
     ("stripe.schema.json", {"data": {}}),
+    ("events.schema.json", {"ruleId": "r\u0000"}), ("crawl.schema.json", {"title": "t\u0000"}),
+    ("crawl.schema.json", {"url": "https://a.example/\u0000"}), ("records.schema.json", {"user_id": "\u00b2"}),
+    ("stripe.schema.json", {"created": 10**15}), ("stripe.schema.json", {"data": {"object": {"amount": -1}}}),
 ])
 def test_values_the_consumers_would_dead_letter_are_invalid(name: str, change: dict[str, Any]) -> None:
     value = dict(next(v for n, v in produced() if n == name), **change)
     assert list(validator(name).iter_errors(value))
+

@@ -5,7 +5,7 @@ import pytest
 
 from ingestflow.app.archive import cid
 from ingestflow.app.archive.base import CidMismatch, verify_cid
-from ingestflow.app.errors import ValidationError
+from ingestflow.app.core.errors import ValidationError
 
 HELLO = b"hello\n"
 

@@ -7,7 +7,7 @@ import pytest
 
 from ingestflow.app.archive import cid
 from ingestflow.app.archive.local import LocalBackend
-from ingestflow.app.errors import NotFound
+from ingestflow.app.core.errors import NotFound
 
 
 async def test_put_returns_the_raw_cid_and_get_returns_the_bytes(tmp_path: Path) -> None:

@@ -6,7 +6,7 @@ from datetime import datetime, timezone
 import pytest
 
 from ingestflow.app.archive.state import next_tick, validate_schedule
-from ingestflow.app.errors import ValidationError
+from ingestflow.app.core.errors import ValidationError
 
 
 def test_next_tick_follows_the_schedule() -> None:

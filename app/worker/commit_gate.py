@@ -1,0 +1,124 @@
+"""Keeps each batch's table writes inside one Kafka transaction under exactly-once.
+
+A Faust table write queues its changelog record in the app's producer buffer; a background task hands it
+to the transactional producer later. Faust's exactly-once commit (`TransactionManager.commit`) commits the
+acked offsets without first emptying that buffer (its at-least-once path does flush), so records of an
+acked batch could still sit in the buffer, land in the *next* transaction, and be lost with it if the
+worker dies or the partition is revoked before that one commits: offsets committed, state not. The gate
+closes that gap: an agent writes a batch's tables and hands the records over under the gate, and a commit
+takes the gate and empties the buffer before committing. So a commit sees every record of a batch or none.
+
+The commit is also where table state follows Kafka (app/worker/state_store.py): after a partition's
+transaction commits, its writes reach RocksDB with their changelog offset; a fenced transaction's writes
+are dropped. Window expiry (`expire_windows`, every TABLE_EXPIRY_INTERVAL_S) writes its tombstones and
+deletes into the partition's transaction and commits it with the partition's committed offsets.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from contextlib import asynccontextmanager
+from typing import Any
+
+from aiokafka import TopicPartition
+from aiokafka.errors import ProducerFenced
+from faust.transport.consumer import TransactionManager
+
+from .state_table import expire_partition, stores_of_group
+
+__all__ = ["CommitGate", "gated_transactions"]
+
+log = logging.getLogger(__name__)
+
+
+class CommitGate:
+    def __init__(self, flush: Callable[[], Awaitable[Any]]) -> None:
+        self._lock = asyncio.Lock()
+        self._flush = flush
+
+    @asynccontextmanager
+    async def writes(self) -> AsyncIterator[None]:
+        """Around a batch's table writes: on exit its changelog records are with the producer."""
+        async with self._lock:
+            yield
+            await self._flush()
+
+    @asynccontextmanager
+    async def committing(self) -> AsyncIterator[None]:
+        """Around a commit: no batch is half written, and nothing written is left in the buffer."""
+        async with self._lock:
+            await self._flush()
+            yield
+
+    async def flush(self) -> None:
+        """Hands what was written since to the producer (within `committing`)."""
+        await self._flush()
+
+
+def gated_transactions(gate: CommitGate) -> type[TransactionManager]:
+    """Faust's transaction manager with its commit taken under the gate (set as the transport's class)."""
+
+    class GatedTransactionManager(TransactionManager):
+        async def commit(self, offsets: Mapping[Any, int], start_new_transaction: bool = True) -> bool:
+            async with gate.committing():
+                await self._commit(offsets, start_new_transaction)
+            return True
+
+        async def expire_windows(self) -> int:
+            """Deletes the keys of closed windows from every assigned partition (store and changelog), each
+            batch in the partition's transaction, committed with its current offsets; returns how many."""
+            expired = 0
+            while True:
+                async with gate.committing():
+                    offsets = self._expiring()
+                    if not offsets:
+                        return expired
+                    expired += await self._commit(offsets, True, expire=True)
+                await asyncio.sleep(0)  # batches go on between two expiry commits
+
+        def _expiring(self) -> dict[Any, int]:
+            """One source partition and its committed offset per transaction with closed windows to expire."""
+            consumer: Any = self.consumer
+            changelogs = self.app.tables.changelog_topics
+            found: dict[str, tuple[Any, int]] = {}
+            for tp in consumer.assignment():
+                committed = consumer._committed_offset.get(tp)
+                if tp.topic in changelogs or committed is None or self._tid(tp) in found:
+                    continue
+                group = self.app.assignor.group_for_topic(tp.topic)
+                if any(t.has_expired(tp.partition) for t in stores_of_group(self.app, group)):
+                    found[self._tid(tp)] = (TopicPartition(tp.topic, tp.partition), committed)
+            return dict(found.values())
+
+        def _tid(self, tp: Any) -> str:
+            return f"{self.app.conf.id}-{self.app.assignor.group_for_topic(tp.topic)}-{tp.partition}"
+
+        async def _commit(self, offsets: Mapping[Any, int], start_new_transaction: bool, expire: bool = False) -> int:
+            """Faust's commit, one transactional id at a time, the tables' state following each (and, with
+            `expire`, closed windows expired into each); returns the keys expired."""
+            app = self.app
+            transactions: dict[str, tuple[int, dict[Any, int]]] = {}
+            for tp, offset in offsets.items():
+                transactions.setdefault(self._tid(tp), (tp.partition, {}))[1][tp] = offset
+            tables = {tid: stores_of_group(app, app.assignor.group_for_topic(next(iter(tp_offsets)).topic))
+                      for tid, (_, tp_offsets) in transactions.items()}
+            expired = 0
+            if expire:
+                expired = sum(expire_partition(tables[tid], partition) for tid, (partition, _) in transactions.items())
+                await gate.flush()
+            for tid, (partition, tp_offsets) in transactions.items():
+                try:
+                    await self.producer.commit_transactions({tid: tp_offsets}, app.conf.id,
+                                                            start_new_transaction=start_new_transaction)
+                except ProducerFenced as exc:
+                    for table in tables[tid]:
+                        table.data.discard(partition)
+                    log.warning("transaction %s fenced: %s", tid, exc)
+                    await app.crash(exc)
+                    return expired
+                for table in tables[tid]:
+                    table.data.commit(partition)
+            return expired
+
+    return GatedTransactionManager

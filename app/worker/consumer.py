@@ -1,0 +1,354 @@
+"""The worker's Kafka consumer: Faust's, with its delivery loop, seeks, acks, commits and recovery ends kept
+consistent, so that a record handed out by the fetcher is either processed and committed or read again,
+and a partition whose commits stop moving is noticed and repaired.
+
+What left a partition of the backlog benchmark "short of the end, idle": its records were stamped with an
+event time older than the broker's retention, so the broker deleted them at its next retention check while
+they waited unread; the fetch position was reset past them and the group's committed offset stayed below
+the topic's first offset, a lag that could never drain. The watchdog below commits past such records,
+logs how many were lost and counts them (`ingestflow_records_deleted_unprocessed_total`).
+
+Faust 0.15.3 defects met on the way, fixed here:
+
+- Its delivery loop races every record against `suspend_flow` (`wait_first`); when the flow is suspended
+  the record is dropped yet marked read. Here an undelivered record is not marked read.
+- A seek could land between a fetch and the delivery of its records, which then moved the read offset past
+  the seek's target. Here a fetch and the delivery of its records hold one lock every seek takes too.
+- An ack is worth committing only for a record delivered since its partition's last seek or revocation
+  (anything earlier is read again). Each delivery carries its partition's *delivery epoch*, and only acks
+  of the current epoch count (refusing every ack during a rebalance, as this worker did, also refused acks
+  of records delivered after the rebalance's final seek, which nothing reads again).
+- Its commit goes past one missing offset at the head of a partition's acks, so a single record lost right
+  after a commit was committed over. Here the head must be acked or a known gap (a transaction marker, a
+  compacted record), and gaps are recorded from the last offset read.
+- Under exactly-once its table recovery takes each changelog's end from the consumer's cached last stable
+  offset, unknown until the partition was fetched once: at start-up such a partition looked empty and was
+  not restored. Here the ends come from the broker.
+- A revoked partition's records mid-batch made `highwater()` fail an assertion and crashed the fetcher.
+
+The watchdog also seeks back, logs and counts (`ingestflow_partition_stalls_total`) a partition whose
+committed offset stays put for a whole check while the record at that offset is neither acked nor in
+flight, although records at or past it were handed out: the safety net for any cause not known here.
+"""
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, cast
+
+from aiokafka import TopicPartition
+from faust.types import TP
+
+from ingestflow.app.core.observability import PARTITION_STALLS, RECORDS_DELETED_UNPROCESSED
+
+__all__ = ["counts_for_commit", "consistent_delivery", "PartitionState", "is_stalled", "gap_covers",
+           "deleted_unprocessed"]
+
+log = logging.getLogger(__name__)
+
+EPOCH = "delivery_epoch"  # the attribute each delivered message carries
+
+
+def counts_for_commit(message_epoch: int | None, current_epoch: int, message_generation: int | None,
+                      current_generation: int) -> bool:
+    """An ack counts for a commit when its record was delivered in the partition's current epoch (no seek
+    or revocation since) and, when the record knows it, in the current consumer generation."""
+    return message_epoch == current_epoch and (message_generation is None or message_generation == current_generation)
+
+
+@dataclass(frozen=True)
+class PartitionState:
+    """What the watchdog sees of one partition at one check."""
+
+    committed: int | None  # the next offset a commit would cover
+    read: int | None  # the last offset delivered
+    position: int | None  # the next offset the fetcher hands out
+    in_flight: frozenset[int]  # delivered and not acked, queued for a stream, or being delivered
+    acked: bool  # the record at `committed` is acked, waiting for the next commit
+    in_gap: bool  # `committed` is a known gap (a transaction marker, a compacted record)
+    pending: bool  # records of the partition wait in the batch being delivered
+    log_start: int | None = None  # the first offset the broker still holds
+
+
+def deleted_unprocessed(state: PartitionState) -> int:
+    """How many records from the committed offset on the broker deleted before they were processed (the
+    topic's retention reached them first): nothing can read them again, so they only hold the commit back."""
+    if state.committed is None or state.log_start is None:
+        return 0
+    return max(0, state.log_start - state.committed)
+
+
+def is_stalled(before: PartitionState, now: PartitionState) -> bool:
+    """True when nothing will ever move this partition's committed offset: it stayed put for a whole
+    check, the record at it is not acked, not a gap and not in flight, and the fetcher handed out records
+    at or past it (delivered, or fetched and never delivered)."""
+    committed = now.committed
+    if committed is None or before.committed != committed or now.acked or now.in_gap or now.pending:
+        return False
+    if committed in now.in_flight:
+        return False
+    if now.read is not None and now.read >= committed:
+        return True
+    # Fetched and never delivered; a single trailing offset is most likely a transaction's commit marker.
+    return not now.in_flight and now.position is not None and now.position - committed >= 2
+
+
+def gap_covers(intervals: Iterable[Any], start: int, end: int) -> bool:
+    """True when the gap intervals ([begin, end) each) cover every offset from `start` to `end` (exclusive)."""
+    reached = start
+    for interval in sorted(intervals, key=lambda i: i.begin):
+        if interval.begin > reached:
+            break
+        reached = max(reached, interval.end)
+    return reached >= end
+
+
+def consistent_delivery(base: type[Any], *, stall_check_s: float) -> type[Any]:
+    """The transport's consumer class with the delivery loop, seeks, acks and watchdog described above."""
+
+    class ConsistentConsumer(base):  # type: ignore[misc]
+        _n_acked: int
+
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self._epochs: dict[TP, int] = {}
+            self._next_epoch = itertools.count(1)
+            self._delivery_lock = asyncio.Lock()
+            self._pending_tps: set[TP] = set()
+            self._delivering: Any = None
+            self._watch: dict[TP, PartitionState] = {}
+
+        # --- epochs -----------------------------------------------------------------------------------
+
+        def _new_epoch(self, tps: Iterable[Any]) -> None:
+            epoch = next(self._next_epoch)
+            for tp in tps:
+                self._epochs[TP(tp.topic, tp.partition)] = epoch
+
+        def ack(self, message: Any) -> bool:
+            if not counts_for_commit(getattr(message, EPOCH, None), self._epochs.get(message.tp, 0),
+                                     message.generation_id, self.app.consumer_generation_id):
+                self._unacked_messages.discard(message)  # done with, and read again after the seek
+                return False
+            return bool(super().ack(message))
+
+        async def on_partitions_revoked(self, revoked: set[TP]) -> None:
+            self._new_epoch(revoked)
+            await super().on_partitions_revoked(revoked)
+
+        # --- commits: never past a record neither acked nor known to be a gap ------------------------
+
+        def _new_offset(self, tp: TP) -> int | None:
+            acked, committed = self._acked[tp], self._committed_offset[tp]
+            if acked and committed is not None and min(acked) > committed \
+                    and not gap_covers(self._gap[tp].overlap(committed, min(acked)), committed, min(acked)):
+                return None  # Faust would commit past one missing record at the head
+            return cast(int | None, super()._new_offset(tp))
+
+        async def _add_gap(self, tp: TP, offset_from: int, offset_to: int) -> None:
+            committed = self._committed_offset[tp]
+            if committed is not None:
+                offset_from = max(offset_from, committed)  # Faust's committed + 1 drops a gap at the head
+            if offset_from <= offset_to:
+                gap = self._gap[tp]
+                gap.addi(offset_from, offset_to + 1)
+                gap.merge_overlaps()
+
+        # --- seeks: never in the middle of a fetched batch --------------------------------------------
+
+        async def perform_seek(self) -> None:
+            """Faust's seek to the committed offsets, with the read offset one before each (the last one
+            read, as the delivery loop keeps it), so that a gap right at the committed offset is seen."""
+            async with self._delivery_lock:
+                committed = await self.seek_to_committed()
+                for tp, offset in committed.items():
+                    tp = TP(tp.topic, tp.partition)
+                    self._read_offset[tp] = offset - 1 if offset else None
+                    if offset is not None:
+                        self._committed_offset[tp] = offset or None
+                self._new_epoch(self.assignment())
+
+        async def seek(self, partition: TP, offset: int) -> None:
+            async with self._delivery_lock:
+                await super().seek(partition, offset)
+                self._read_offset[TP(partition.topic, partition.partition)] = offset - 1 if offset else None
+                self._new_epoch([partition])
+
+        async def seek_wait(self, partitions: Mapping[TP, int]) -> None:
+            async with self._delivery_lock:
+                await super().seek_wait(partitions)
+                self._new_epoch(partitions)
+
+        # --- table recovery ---------------------------------------------------------------------------
+
+        async def highwaters(self, *partitions: TP) -> Mapping[TP, int]:
+            """The ends of these partitions as the broker has them (last stable offsets: the consumer reads
+            committed records only). Faust takes the consumer's cached last stable offset instead, unknown
+            until the partition was fetched once: at start-up a changelog partition not fetched yet looked
+            empty, was not restored at all, and a store that had saved its offset failed the consistency
+            check (saved offset past the end)."""
+            consumer = self._thread._ensure_consumer()
+            return cast(Mapping[TP, int], await self._thread.call_thread(consumer.end_offsets, list(partitions)))
+
+        # --- the delivery loop ------------------------------------------------------------------------
+
+        async def _drain_messages(self, fetcher: Any) -> None:
+            consumer_stopped = self._stopped.is_set
+            fetcher_stopped = fetcher._stopped.is_set
+            try:
+                while not (consumer_stopped() or fetcher_stopped()):
+                    if not self.flow_active:
+                        await self.wait(self.can_resume_flow)
+                        continue
+                    async with self._delivery_lock:
+                        if self.flow_active and not self.should_stop:
+                            await self._fetch_and_deliver()
+                    await asyncio.sleep(0)
+            except self.consumer_stopped_errors:
+                if self.transport.app.should_stop:
+                    self.log.info("Broker stopped consumer, shutting down...")
+                    return
+                raise
+            except asyncio.CancelledError:
+                if self.transport.app.should_stop:
+                    self.log.info("Consumer shutting down for user cancel.")
+                    return
+                raise
+            except Exception as exc:
+                self.log.exception("Drain messages raised: %r", exc)
+                raise
+
+        async def _fetch_and_deliver(self) -> None:
+            epochs = dict(self._epochs)
+            records, active = await self._wait_next_records(1.0)
+            if not records or self.should_stop:
+                return
+            generation = self.app.consumer_generation_id
+            self._pending_tps = set(records)
+            try:
+                for n, (tp, record) in enumerate(self.scheduler.iterate(records)):
+                    if (not self.flow_active or self.app.consumer_generation_id != generation
+                            or self._epochs.get(tp, 0) != epochs.get(tp, 0)):
+                        return  # a rebalance or seek: the rest is read again after the seek that follows
+                    if active is not None and tp not in active and tp not in self._buffered_partitions:
+                        continue
+                    try:
+                        highwater = self.highwater(tp)
+                    except AssertionError:  # revoked by the consumer thread before the flow stopped
+                        return
+                    self.app.monitor.track_tp_end_offset(tp, highwater)
+                    message = self._to_message(tp, record)
+                    setattr(message, EPOCH, epochs.get(tp, 0))
+                    if not await self._deliver(tp, message):
+                        return
+                    if n % 100 == 99:
+                        await asyncio.sleep(0)
+            finally:
+                self._pending_tps = set()
+
+        async def _deliver(self, tp: TP, message: Any) -> bool:
+            """Hands one record to the streams; False when the flow stopped first (it is not marked read)."""
+            offset = message.offset
+            read = self._read_offset[tp]
+            if read is not None and offset < read:
+                return True  # delivered before this batch was fetched again
+            if read is not None and offset - read > 1 and self.app.topics.acks_enabled_for(message.topic):
+                await self._add_gap(tp, read + 1, offset - 1)  # offsets with no record (markers, compaction)
+            if self._commit_every is not None and self._n_acked >= self._commit_every:
+                self._n_acked = 0
+                await self.commit()
+            self._delivering = message
+            try:
+                delivery = self.callback(message)
+                results = await self.wait_first(delivery, self.suspend_flow.wait())
+            finally:
+                self._delivering = None
+            if results.stopped or delivery not in results.done:
+                return False
+            self._read_offset[tp] = offset
+            return True
+
+        # --- the watchdog -----------------------------------------------------------------------------
+
+        async def on_start(self) -> None:
+            await super().on_start()
+            self.add_future(self._stall_watchdog())
+
+        async def _stall_watchdog(self) -> None:
+            while not self.should_stop:
+                await self.sleep(stall_check_s)
+                if self.should_stop:
+                    return
+                try:
+                    await self.check_stalls()
+                except Exception as exc:  # a broker hiccup: the next check tries again
+                    log.warning("stall watchdog: %s: %s", type(exc).__name__, exc)
+
+        async def check_stalls(self) -> list[TP]:
+            """Seeks back every stalled partition; returns them."""
+            if self.app.rebalancing or not self.flow_active:
+                self._watch.clear()
+                return []
+            changelogs = self.app.tables.changelog_topics
+            watched = [tp for tp in self._get_active_partitions() if tp.topic not in changelogs
+                       and self.app.topics.acks_enabled_for(tp.topic)]
+            stalled: list[TP] = []
+            states: dict[TP, PartitionState] = {}
+            starts = await self.earliest_offsets(*watched) if watched else {}
+            for tp in watched:
+                states[tp] = state = await self._partition_state(tp, starts.get(tp))
+                if deleted_unprocessed(state):
+                    await self._commit_past_deleted(tp, state)
+                    continue
+                before = self._watch.get(tp)
+                if before is not None and is_stalled(before, state):
+                    stalled.append(tp)
+            self._watch = states
+            for tp in stalled:
+                committed = states[tp].committed
+                assert committed is not None
+                log.warning("partition %s[%d] stalled at committed offset %d (read up to %s, fetched up to %s, "
+                            "nothing in flight): seeking back to it", tp.topic, tp.partition, committed,
+                            states[tp].read, states[tp].position)
+                PARTITION_STALLS.labels(topic=tp.topic, partition=str(tp.partition)).inc()
+                await self.seek(tp, committed)
+                self._watch.pop(tp, None)
+            return stalled
+
+        async def _commit_past_deleted(self, tp: TP, state: PartitionState) -> None:
+            assert state.committed is not None and state.log_start is not None
+            lost = deleted_unprocessed(state)
+            log.error("partition %s[%d]: %d records (offsets %d to %d) were deleted by the topic's retention "
+                      "before they were processed; committing past them", tp.topic, tp.partition, lost,
+                      state.committed, state.log_start - 1)
+            RECORDS_DELETED_UNPROCESSED.labels(topic=tp.topic, partition=str(tp.partition)).inc(lost)
+            await self._add_gap(tp, state.committed, state.log_start - 1)
+            offsets = {TopicPartition(tp.topic, tp.partition): state.log_start}
+            if self.in_transaction:
+                await self.transactions.commit(offsets)
+            else:
+                await self._commit(offsets)
+            self._committed_offset[tp] = state.log_start
+            self._watch.pop(tp, None)
+
+        async def _partition_state(self, tp: TP, log_start: int | None = None) -> PartitionState:
+            committed = self._committed_offset[tp]
+            in_flight = {m.offset for m in list(self._unacked_messages) if m.tp == tp}
+            for channel in self.app.topics._tp_index.get(tp, ()):
+                in_flight.update(event.message.offset for event in list(channel.queue._queue)
+                                 if event.message.tp == tp)
+            delivering = self._delivering
+            if delivering is not None and delivering.tp == tp:
+                in_flight.add(delivering.offset)
+            gap = self._gap.get(tp)
+            return PartitionState(
+                committed=committed, read=self._read_offset[tp], position=await self.position(tp),
+                in_flight=frozenset(in_flight),
+                acked=committed is not None and committed in self._acked_index.get(tp, ()),
+                in_gap=committed is not None and gap is not None and bool(gap.at(committed)),
+                pending=tp in self._pending_tps, log_start=log_start)
+
+    return ConsistentConsumer

@@ -1,0 +1,217 @@
+"""The worker as its state grows and as workers are added: memory and restart time against the distinct
+event ids held, and one worker against two on the same backlog. A private broker (own data dir), the shared
+PostgreSQL.
+
+    python bench/bench_scale.py state --ids 500000,1000000,5000000
+    python bench/bench_scale.py workers --events 200000
+
+state: one worker is fed unique events (2,000 rules, random IPs, every id distinct, timestamped now so no
+    window closes) until it holds each size of --ids; at each size, once its group has committed
+    everything, the worker's RSS is read, then it is stopped (SIGTERM) and restarted, and the restart is timed
+    from the new process to its group's commits reaching the end of `events` again (with 1,000 new events
+    produced meanwhile, so the restarted worker must be processing). The changelog records the restarted
+    worker read into its stores come from its metric ingestflow_table_restored_records_total. Figures are reported as ratios against the
+    first size.
+workers: the same backlog of unique events consumed by one worker, then (a new group) by two, each timed
+    from the group being stable with all its members to its commits reaching the end of the backlog.
+
+Results go to bench/results/scale-<time>.json and are printed.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import random
+import re
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from aiokafka.admin import AIOKafkaAdminClient
+
+from bench_pipeline import DSN, end_offsets, produce, wait_caught_up
+from ingestflow.app.clients.db import migrate
+from ingestflow.app.clients.kafka import ensure_topics
+from ingestflow.app.core import serde
+from ingestflow.app.core.settings import KafkaConnection
+from ingestflow.schemas import topics
+
+ROOT = Path(__file__).resolve().parents[1]
+KAFKA_PORT = 19320
+PROBE = 1_000
+
+
+def unique_events(run: str, start: int, n: int) -> list[tuple[bytes, bytes, int]]:
+    now = datetime.now(timezone.utc)
+    stamp, ms = now.isoformat().replace("+00:00", "Z"), int(now.timestamp() * 1000)
+    records = []
+    for i in range(start, start + n):
+        rule = f"s{run}-{i % 2000}"
+        ip = ".".join(str(random.randint(1, 254)) for _ in range(4))
+        records.append((rule.encode(), serde.dumps({"id": f"{run}-{i}", "type": "VIEW", "ruleId": rule, "ts": stamp,
+                                                    "ip": ip}), ms))
+    return records
+
+
+async def feed(bootstrap: str, run: str, start: int, n: int, chunk: int = 100_000) -> None:
+    for at in range(start, start + n, chunk):
+        await produce(bootstrap, unique_events(run, at, min(chunk, start + n - at)))
+
+
+def worker(bootstrap: str, app_id: str, work: Path, port: int, name: str) -> subprocess.Popen[bytes]:
+    env = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "PYTHONPATH")}
+    env.update({"INGEST_APP_TOKEN": "bench-app-token-0123456789abcdef",
+                "CRON_SECRET": "bench-cron-secret-0123456789abcdef", "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
+                "DATABASE_URL": DSN, "REDIS_URL": "redis://127.0.0.1:6379/14", "WORKER_APP_ID": app_id,
+                "WORKER_PORT": str(port), "TABLE_DIR": str(work / f"tables-{name}"), "LOG_LEVEL": "INFO"})
+    return subprocess.Popen([sys.executable, "-m", "ingestflow.app.cli", "worker"], env=env,
+                            stdout=open(work / f"{name}.log", "ab"), stderr=subprocess.STDOUT, cwd=work)
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return round(int(line.split()[1]) / 1024, 1)
+    raise RuntimeError("no VmRSS")
+
+
+async def caught_up(admin: AIOKafkaAdminClient, bootstrap: str, group: str,
+                    procs: list[subprocess.Popen[bytes]]) -> float:
+    """When the group's commits reached the current end of `events` (fails if a worker exits first)."""
+    target = await end_offsets(bootstrap, ("events",))
+    while True:
+        if any(proc.poll() is not None for proc in procs):
+            raise RuntimeError("a worker exited; see its log in the work directory")
+        try:
+            return float(await wait_caught_up(admin, group, target, 10))
+        except RuntimeError:
+            continue
+
+
+async def members(admin: AIOKafkaAdminClient, group: str, n: int, timeout: float = 600) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            (resp,) = await admin.describe_consumer_groups([group])
+            if resp.groups[0][2] == "Stable" and len(resp.groups[0][5]) == n:
+                return
+        except Exception:  # no coordinator yet on a cold broker
+            pass
+        await asyncio.sleep(0.2)
+    raise RuntimeError(f"group {group} not stable with {n} members")
+
+
+async def restored_records(port: int) -> int:
+    """Changelog records the worker read into its stores since it started (its own metric)."""
+    async with aiohttp.ClientSession() as session, session.get(f"http://127.0.0.1:{port}/metrics") as response:
+        text = await response.text()
+    return int(sum(float(v) for v in re.findall(r"^ingestflow_table_restored_records_total{[^}]*} (\S+)$", text, re.M)))
+
+
+async def state(bootstrap: str, work: Path, sizes: list[int]) -> dict[str, Any]:
+    run = uuid.uuid4().hex[:6]
+    group, port = f"bench-scale-{run}", KAFKA_PORT + 2
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    proc = worker(bootstrap, group, work, port, "state")
+    held, rows = 0, list[dict[str, Any]]()
+    try:
+        await members(admin, group, 1)
+        for size in sizes:
+            started = time.monotonic()
+            await feed(bootstrap, run, held, size - held)
+            held = size
+            await caught_up(admin, bootstrap, group, [proc])
+            rate = round((size - (rows[-1]["ids"] if rows else 0)) / (time.monotonic() - started))
+            await asyncio.sleep(5)
+            rss = rss_mb(proc.pid)
+            proc.terminate()  # a deploy's restart: the member leaves its group at once
+            proc.wait(120)
+            began = time.monotonic()
+            proc = worker(bootstrap, group, work, port, "state")
+            await feed(bootstrap, run, held, PROBE)
+            held += PROBE
+            restart_s = round(await caught_up(admin, bootstrap, group, [proc]) - began, 1)
+            read = await restored_records(port)
+            rows.append({"ids": size, "rss_mb": rss, "restart_s": restart_s, "recovery_read": read,
+                         "events_per_s": rate})
+            print(rows[-1], flush=True)
+    finally:
+        proc.terminate()
+        proc.wait(60)
+        await admin.close()
+    base = rows[0]
+    for row in rows:
+        row["rss_ratio"] = round(row["rss_mb"] / base["rss_mb"], 3)
+        row["restart_ratio"] = round(row["restart_s"] / base["restart_s"], 3)
+    return {"rows": rows}
+
+
+async def workers(bootstrap: str, work: Path, events: int) -> dict[str, Any]:
+    run = uuid.uuid4().hex[:6]
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    results: dict[str, Any] = {"events": events}
+    try:
+        await feed(bootstrap, run, 0, events)
+        for n in (1, 2):
+            group = f"bench-workers-{n}-{run}"  # a new group reads `events` from its start
+            procs = [worker(bootstrap, group, work, KAFKA_PORT + 3 + i, f"workers-{n}-{i}") for i in range(n)]
+            try:
+                await members(admin, group, n)
+                began = time.monotonic()
+                done = await caught_up(admin, bootstrap, group, procs)
+            finally:
+                for proc in procs:
+                    proc.terminate()
+                for proc in procs:
+                    proc.wait(60)
+            results[f"{n}_worker"] = {"seconds": round(done - began, 1), "events_per_s": round(events / (done - began))}
+            print(n, results[f"{n}_worker"], flush=True)
+    finally:
+        await admin.close()
+    results["ratio_2_to_1"] = round(results["2_worker"]["events_per_s"] / results["1_worker"]["events_per_s"], 3)
+    return results
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="mode", required=True)
+    st = sub.add_parser("state")
+    st.add_argument("--ids", default="500000,1000000,2000000")
+    wk = sub.add_parser("workers")
+    wk.add_argument("--events", type=int, default=200_000)
+    wk.add_argument("--partitions", type=int, default=12, help="of `events` and `rules` (EVENTS_PARTITIONS)")
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="bench-scale-"))
+    bootstrap = f"127.0.0.1:{KAFKA_PORT}"
+    kafka_env = {**os.environ, "KAFKA_PORT": str(KAFKA_PORT), "KAFKA_CONTROLLER_PORT": str(KAFKA_PORT + 1),
+                 "KAFKA_DATA_DIR": str(work / "kafka")}
+    subprocess.run([str(ROOT / "deploy" / "kafka.sh"), "start"], check=True, env=kafka_env)
+    try:
+        await migrate(DSN)
+        partitions = getattr(args, "partitions", 4)
+        await ensure_topics(KafkaConnection(bootstrap_servers=(bootstrap,)), topics.specs(partitions))
+        result: dict[str, Any] = {"mode": args.mode, "cpus": os.cpu_count(), "events_partitions": partitions}
+        if args.mode == "state":
+            result.update(await state(bootstrap, work, [int(x) for x in args.ids.split(",")]))
+        else:
+            result.update(await workers(bootstrap, work, args.events))
+        out = ROOT / "bench" / "results" / f"scale-{args.mode}-{time.strftime('%Y%m%dT%H%M%S')}.json"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(serde.dumps(result).decode())
+        print(serde.dumps(result).decode())
+        print(f"written to {out}")
+    finally:
+        subprocess.run([str(ROOT / "deploy" / "kafka.sh"), "stop"], check=False, env=kafka_env)
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

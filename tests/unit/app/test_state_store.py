@@ -1,0 +1,113 @@
+"""The committed-only table store on a real RocksDB: writes wait for their transaction's commit, the commit
+saves the changelog offset with them, windowed keys (written or restored) are found by window end for
+expiry, and a store with no saved offset is rebuilt rather than trusted."""
+from __future__ import annotations
+
+import weakref
+from collections.abc import Iterator
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import faust
+import pytest
+import rocksdict
+from faust.streams import _current_event
+
+from ingestflow.app.core import serde
+from ingestflow.app.worker.state_store import RocksMemory, StateStore
+from ingestflow.app.worker.state_table import state_table
+
+DAY = 86400.0
+
+
+@pytest.fixture
+def app(tmp_path: Path) -> faust.App:
+    return faust.App("state-store-test", store="rocksdb://", datadir=str(tmp_path), autodiscover=False,
+                     processing_guarantee="exactly_once", Table=state_table(RocksMemory(32)))
+
+
+def windowed(app: faust.App, name: str = "seen") -> Any:
+    table = app.Table(name, default=float, partitions=2, key_type=str)
+    return table.tumbling(DAY, expires=2 * DAY)
+
+
+class Event:
+    def __init__(self, partition: int, offset: int = 0) -> None:
+        self.message = SimpleNamespace(partition=partition, key=None, value=None, offset=offset)
+
+
+@pytest.fixture
+def on_partition() -> Iterator[Any]:
+    held: list[Event] = []
+
+    def set_event(partition: int) -> None:
+        held.append(Event(partition))
+        _current_event.set(weakref.ref(held[-1]))
+    yield set_event
+    _current_event.set(None)
+
+
+def key(name: str, day: int) -> tuple[str, tuple[float, float]]:
+    start = day * DAY
+    return name, (start, start + DAY - 0.1)
+
+
+def committed_keys(store: StateStore, partition: int) -> set[bytes]:
+    db = store._db_for_partition(partition)
+    return {k for k, _ in store._visible_items(db)}
+
+
+def test_writes_reach_rocksdb_with_their_changelog_offset_only_when_committed(app: faust.App, on_partition: Any) -> None:
+    store = windowed(app).table.data
+    on_partition(1)
+    store[key("a", 0)] = 5.0
+    assert store[key("a", 0)] == 5.0  # read back before the commit
+    assert committed_keys(store, 1) == set()
+    store.note_sent(1, 41)
+    store.commit(1)
+    assert committed_keys(store, 1) == {b'["a",[0.0,86399.9]]'}
+    assert store.persisted_offset(store._tp(1)) == 41
+    store[key("b", 0)] = 1.0
+    store.discard(1)  # its transaction was aborted
+    assert key("b", 0) not in store
+    assert committed_keys(store, 1) == {b'["a",[0.0,86399.9]]'}
+
+
+def test_keys_of_closed_windows_are_found_oldest_first_and_deleted_with_the_commit(
+        app: faust.App, on_partition: Any) -> None:
+    store = windowed(app).table.data
+    on_partition(0)
+    for day in (3, 1, 2):
+        store[key(f"k{day}", day)] = float(day)
+    store.commit(0)
+    closed = store.expired(0, lambda end: end < 3 * DAY, limit=10)
+    assert [k for _, k in closed] == [b'["k1",[86400.0,172799.9]]', b'["k2",[172800.0,259199.9]]']
+    assert len(store.expired(0, lambda end: end < 3 * DAY, limit=1)) == 1
+    store.forget(0, closed)
+    assert store.expired(0, lambda end: end < 3 * DAY, limit=10) == []  # already on their way out
+    store.commit(0)
+    assert committed_keys(store, 0) == {b'["k3",[259200.0,345599.9]]'}
+    assert store.expired(0, lambda end: True, limit=10)[0][1] == b'["k3",[259200.0,345599.9]]'
+
+
+def test_restored_keys_are_indexed_for_expiry_and_tombstones_remove_them(app: faust.App) -> None:
+    store = windowed(app).table.data
+    records = [(b'["r",[0.0,86399.9]]', serde.dumps(1.0)), (b'["s",[0.0,86399.9]]', serde.dumps(2.0)),
+               (b'["s",[0.0,86399.9]]', None)]
+    events = [SimpleNamespace(message=SimpleNamespace(partition=0, key=k, value=v, offset=i))
+              for i, (k, v) in enumerate(records)]
+    store.apply_changelog_batch(events, lambda k: k, lambda v: v)
+    assert committed_keys(store, 0) == {b'["r",[0.0,86399.9]]'}
+    assert store.persisted_offset(store._tp(0)) == 2
+    assert [k for _, k in store.expired(0, lambda end: True, limit=10)] == [b'["r",[0.0,86399.9]]']
+
+
+def test_a_store_without_a_saved_offset_is_emptied_on_open(app: faust.App, tmp_path: Path) -> None:
+    store = windowed(app).table.data
+    path = store.partition_path(0)
+    legacy = rocksdict.Rdict(str(path), options=rocksdict.Options(raw_mode=True))
+    legacy[b'["old",[0.0,86399.9]]'] = serde.dumps(1.0)
+    legacy.close()
+    del legacy
+    assert committed_keys(store, 0) == set()
