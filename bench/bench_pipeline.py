@@ -52,7 +52,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.structs import OffsetAndMetadata
 
-from services import database_url, redis_url  # bench/services.py (run as a script from bench/)
+from services import database_url, worker_env  # bench/services.py (run as a script from bench/)
 
 from ingestflow.agents import dedup
 from ingestflow.app.clients.db import Database, migrate
@@ -240,11 +240,8 @@ def quix_pipeline(bootstrap: str, group: str, state_dir: str) -> None:
 
 def faust_worker(bootstrap: str, app_id: str, work: Path,
                  command: tuple[str, ...] = ("-m", "ingestflow.app.cli", "worker")) -> subprocess.Popen[bytes]:
-    env = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "PYTHONPATH")}
-    env.update({"INGEST_APP_TOKEN": "bench-app-token-0123456789abcdef",
-                "CRON_SECRET": "bench-cron-secret-0123456789abcdef", "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
-                "DATABASE_URL": DSN, "REDIS_URL": redis_url("14"), "WORKER_APP_ID": app_id,
-                "WORKER_PORT": "18390", "TABLE_DIR": str(work / "tables"), "LOG_LEVEL": os.environ.get("BENCH_WORKER_LOG_LEVEL", "WARNING")})
+    env = worker_env(bootstrap, app_id, 18390, work, "faust",
+                     log_level=os.environ.get("BENCH_WORKER_LOG_LEVEL", "WARNING"))
     return subprocess.Popen([sys.executable, *command], env=env,
                             stdout=open(work / "faust.log", "ab"), stderr=subprocess.STDOUT, cwd=work)
 

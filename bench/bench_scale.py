@@ -13,7 +13,9 @@ state: one worker is fed unique events (2,000 rules, random IPs, every id distin
     worker read into its stores come from its metric ingestflow_table_restored_records_total. Figures are reported as ratios against the
     first size.
 workers: the same backlog of unique events consumed by one worker, then (a new group) by two, each timed
-    from the group being stable with all its members to its commits reaching the end of the backlog.
+    from its first worker having joined the group to the group's commits reaching the end of the backlog; the
+    second worker joins the running group, as a worker added to a deployment does (and its join's rebalance is
+    part of the time).
 
 Results go to bench/results/scale-<time>.json and are printed.
 """
@@ -37,6 +39,7 @@ import aiohttp
 from aiokafka.admin import AIOKafkaAdminClient
 
 from bench_pipeline import DSN, end_offsets, produce, wait_caught_up
+from services import worker_env  # bench/services.py
 from ingestflow.app.clients.db import migrate
 from ingestflow.app.clients.kafka import ensure_topics
 from ingestflow.app.core import serde
@@ -66,12 +69,8 @@ async def feed(bootstrap: str, run: str, start: int, n: int, chunk: int = 100_00
 
 
 def worker(bootstrap: str, app_id: str, work: Path, port: int, name: str) -> subprocess.Popen[bytes]:
-    env = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "PYTHONPATH")}
-    env.update({"INGEST_APP_TOKEN": "bench-app-token-0123456789abcdef",
-                "CRON_SECRET": "bench-cron-secret-0123456789abcdef", "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
-                "DATABASE_URL": DSN, "REDIS_URL": "redis://127.0.0.1:6379/14", "WORKER_APP_ID": app_id,
-                "WORKER_PORT": str(port), "TABLE_DIR": str(work / f"tables-{name}"), "LOG_LEVEL": "INFO"})
-    return subprocess.Popen([sys.executable, "-m", "ingestflow.app.cli", "worker"], env=env,
+    return subprocess.Popen([sys.executable, "-m", "ingestflow.app.cli", "worker"],
+                            env=worker_env(bootstrap, app_id, port, work, name, log_level="INFO"),
                             stdout=open(work / f"{name}.log", "ab"), stderr=subprocess.STDOUT, cwd=work)
 
 
@@ -87,17 +86,24 @@ async def caught_up(admin: AIOKafkaAdminClient, bootstrap: str, group: str,
     """When the group's commits reached the current end of `events` (fails if a worker exits first)."""
     target = await end_offsets(bootstrap, ("events",))
     while True:
-        if any(proc.poll() is not None for proc in procs):
-            raise RuntimeError("a worker exited; see its log in the work directory")
+        check_alive(procs)
         try:
             return float(await wait_caught_up(admin, group, target, 10))
         except RuntimeError:
             continue
 
 
-async def members(admin: AIOKafkaAdminClient, group: str, n: int, timeout: float = 600) -> None:
-    deadline = time.monotonic() + timeout
+def check_alive(procs: list[subprocess.Popen[bytes]]) -> None:
+    if any(proc.poll() is not None for proc in procs):
+        raise RuntimeError("a worker exited; see its log in the work directory")
+
+
+async def members(admin: AIOKafkaAdminClient, group: str, procs: list[subprocess.Popen[bytes]],
+                  timeout: float = 600) -> None:
+    """Until the group is stable with every worker of `procs` (fails if a worker exits first)."""
+    n, deadline = len(procs), time.monotonic() + timeout
     while time.monotonic() < deadline:
+        check_alive(procs)
         try:
             (resp,) = await admin.describe_consumer_groups([group])
             if resp.groups[0][2] == "Stable" and len(resp.groups[0][5]) == n:
@@ -123,7 +129,7 @@ async def state(bootstrap: str, work: Path, sizes: list[int]) -> dict[str, Any]:
     proc = worker(bootstrap, group, work, port, "state")
     held, rows = 0, list[dict[str, Any]]()
     try:
-        await members(admin, group, 1)
+        await members(admin, group, [proc])
         for size in sizes:
             started = time.monotonic()
             await feed(bootstrap, run, held, size - held)
@@ -163,10 +169,13 @@ async def workers(bootstrap: str, work: Path, events: int) -> dict[str, Any]:
         await feed(bootstrap, run, 0, events)
         for n in (1, 2):
             group = f"bench-workers-{n}-{run}"  # a new group reads `events` from its start
-            procs = [worker(bootstrap, group, work, KAFKA_PORT + 3 + i, f"workers-{n}-{i}") for i in range(n)]
+            procs: list[subprocess.Popen[bytes]] = []
             try:
-                await members(admin, group, n)
-                began = time.monotonic()
+                for i in range(n):  # each joins a stable group, as workers added to a running deployment do
+                    procs.append(worker(bootstrap, group, work, KAFKA_PORT + 3 + i, f"workers-{n}-{i}"))
+                    await members(admin, group, procs)
+                    if i == 0:
+                        began = time.monotonic()  # the first member consumes from here, the others join it
                 done = await caught_up(admin, bootstrap, group, procs)
             finally:
                 for proc in procs:

@@ -3,10 +3,11 @@ the generated password) that `deploy/<service>.sh url` prints for the instance t
 from __future__ import annotations
 
 import os
+import secrets
 import subprocess
 from pathlib import Path
 
-__all__ = ["database_url", "redis_url"]
+__all__ = ["database_url", "redis_url", "worker_env"]
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -22,3 +23,17 @@ def database_url(database: str = "ingestflow_test") -> str:
 
 def redis_url(database: str = "15") -> str:
     return os.environ.get("REDIS_URL") or _url("redis", database)
+
+
+def worker_env(bootstrap: str, app_id: str, port: int, work: Path, name: str, *,
+               log_level: str = "WARNING") -> dict[str, str]:
+    """Everything `ingestflow worker` requires, for the worker `name` a bench starts in `work` (its tables in
+    work/tables-<name>, kept across its restarts): fresh random secrets
+    (the archive writes to a local directory there) and the shared PostgreSQL and Redis with their passwords."""
+    env = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "PYTHONPATH")}
+    env.update({"INGEST_APP_TOKEN": secrets.token_hex(16), "CRON_SECRET": secrets.token_hex(16),
+                "LIGHTHOUSE_PRIVATE_KEY": secrets.token_hex(32), "ARCHIVE_URL": f"local://{work / 'archive'}",
+                "KAFKA_BOOTSTRAP_SERVERS": bootstrap, "DATABASE_URL": database_url(), "REDIS_URL": redis_url("14"),
+                "WORKER_APP_ID": app_id, "WORKER_PORT": str(port), "TABLE_DIR": str(work / f"tables-{name}"),
+                "LOG_LEVEL": log_level})
+    return env

@@ -5,7 +5,7 @@
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
-"$root/deploy/setup.sh" test
+"$root/deploy/setup.sh" test bench   # bench: the suite runs every bench in a smoke mode
 "$root/deploy/typecheck.sh"
 "$root/deploy/services.sh" start
 exec "$root/.venv/bin/python" -m pytest -p no:cacheprovider "$@"

@@ -42,3 +42,22 @@ def test_gateway_bench_reports_its_ratios(services: None) -> None:
         assert level["raw"]["events_per_s"] > 0 and level["gateway"]["events_per_s"] > 0, level
         assert level["ratio"] > 0, level
     assert result["replay"]["events"] == 500 and result["replay"]["replay_events_per_s"] > 0, result["replay"]
+
+
+def test_pipeline_bench_reports_its_ratios(services: None) -> None:
+    result = run_bench("bench_pipeline", "--events", "2000", "--backlog")
+    for name in ("raw", "quix", "bare", "faust"):
+        assert result[name]["events"] == 2000 and result[name]["events_per_s"] > 0, result[name]
+    assert result["same_totals_faust_raw"] is True  # the worker and the raw loop wrote the same day totals
+    for ratio in ("ratio_faust_to_raw", "ratio_faust_to_quix", "ratio_bare_to_raw", "ratio_faust_to_bare"):
+        assert result[ratio] > 0, result
+
+
+def test_scale_bench_reports_its_ratios(services: None) -> None:
+    state = run_bench("bench_scale", "state", "--ids", "2000,4000")
+    assert [row["ids"] for row in state["rows"]] == [2000, 4000]
+    for row in state["rows"]:
+        assert row["rss_mb"] > 0 and row["restart_s"] > 0 and row["rss_ratio"] > 0, row
+    workers = run_bench("bench_scale", "workers", "--events", "4000", "--partitions", "4")
+    assert workers["1_worker"]["events_per_s"] > 0 and workers["2_worker"]["events_per_s"] > 0, workers
+    assert workers["ratio_2_to_1"] > 0, workers
