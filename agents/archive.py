@@ -266,7 +266,7 @@ def register(app: Any, *, records: Any, dead_letters: DeadLetters, table: Any, s
                               set_current=for_tables, dead_letters=dead_letters,
                               writes=gate.writes)
         async for events in stream.take_events(BATCH_SIZE, within=BATCH_WITHIN_S):
-            await retry(lambda: check_changelogs((table, seen), (RECORDS.name,)),
+            await retry(lambda: check_changelogs(app, (table, seen), (RECORDS.name,)),
                         what="table changelog partitions", retry_if=is_transient)
             # Never leaves the loop (Faust would ack the batch): an outage is retried, the partition waiting;
             # a batch that fails otherwise is handled in halves down to the records at fault, dead-lettered.

@@ -217,7 +217,7 @@ def register(app: Any, *, channel: Any, dead_letters: DeadLetters, tables: Table
     @app.agent(channel, name=AGENT)
     async def rule_metrics(stream: Any) -> None:
         async for events in stream.take_events(BATCH_SIZE, within=BATCH_WITHIN_S):
-            await retry(lambda: check_changelogs(tables.every(), {e.message.topic for e in events}),
+            await retry(lambda: check_changelogs(app, tables.every(), {e.message.topic for e in events}),
                         what="table changelog partitions", retry_if=is_transient)
             batch = Batch()
             failed: list[tuple[Any, Exception]] = []
