@@ -221,5 +221,7 @@ async def test_worker_memory_stays_flat_while_the_distinct_ids_it_holds_grow(
     (ids0, rss0), (ids1, rss1) = sizes[1], sizes[-1]
     per_id_kb = (rss1 - rss0) * 1024 / (ids1 - ids0)
     print(f"worker RSS by distinct ids held: {sizes}; {per_id_kb:.3f} KB per id")
-    # Faust's own windowed tables held ~0.7 KB of Python memory per id until expiry (14 days).
-    assert per_id_kb < 0.2, f"RSS grows by {per_id_kb:.2f} KB per distinct id: {sizes}"
+    # Faust's own windowed tables held 0.7-1.3 KB of Python memory per id until expiry (14 days); half the
+    # lowest of those fails that design. What remains at these small sizes (0.1-0.2 KB per id, falling as
+    # they grow: 0.08 KB from 200k to 800k ids in bench/bench_scale.py) is RocksDB and the allocator settling.
+    assert per_id_kb < 0.35, f"RSS grows by {per_id_kb:.2f} KB per distinct id: {sizes}"
