@@ -39,7 +39,6 @@ import asyncio
 import multiprocessing
 import os
 import subprocess
-import sys
 import tempfile
 import time
 import uuid
@@ -52,7 +51,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.structs import OffsetAndMetadata
 
-from services import database_url, worker_env  # bench/services.py (run as a script from bench/)
+from services import database_url, start_worker  # bench/services.py (run as a script from bench/)
 
 from ingestflow.agents import dedup
 from ingestflow.app.clients.db import Database, migrate
@@ -240,10 +239,8 @@ def quix_pipeline(bootstrap: str, group: str, state_dir: str) -> None:
 
 def faust_worker(bootstrap: str, app_id: str, work: Path,
                  command: tuple[str, ...] = ("-m", "ingestflow.app.cli", "worker")) -> subprocess.Popen[bytes]:
-    env = worker_env(bootstrap, app_id, 18390, work, "faust",
-                     log_level=os.environ.get("BENCH_WORKER_LOG_LEVEL", "WARNING"))
-    return subprocess.Popen([sys.executable, *command], env=env,
-                            stdout=open(work / "faust.log", "ab"), stderr=subprocess.STDOUT, cwd=work)
+    return start_worker(bootstrap, app_id, 18390, work, "faust",
+                        log_level=os.environ.get("BENCH_WORKER_LOG_LEVEL", "WARNING"), command=command)
 
 
 # --- the run ------------------------------------------------------------------------------------------

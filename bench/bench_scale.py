@@ -27,7 +27,6 @@ import os
 import random
 import re
 import subprocess
-import sys
 import tempfile
 import time
 import uuid
@@ -39,7 +38,7 @@ import aiohttp
 from aiokafka.admin import AIOKafkaAdminClient
 
 from bench_pipeline import DSN, end_offsets, produce, wait_caught_up
-from services import worker_env  # bench/services.py
+from services import start_worker  # bench/services.py
 from ingestflow.app.clients.db import migrate
 from ingestflow.app.clients.kafka import ensure_topics
 from ingestflow.app.core import serde
@@ -69,9 +68,7 @@ async def feed(bootstrap: str, run: str, start: int, n: int, chunk: int = 100_00
 
 
 def worker(bootstrap: str, app_id: str, work: Path, port: int, name: str) -> subprocess.Popen[bytes]:
-    return subprocess.Popen([sys.executable, "-m", "ingestflow.app.cli", "worker"],
-                            env=worker_env(bootstrap, app_id, port, work, name, log_level="INFO"),
-                            stdout=open(work / f"{name}.log", "ab"), stderr=subprocess.STDOUT, cwd=work)
+    return start_worker(bootstrap, app_id, port, work, name, log_level="INFO")
 
 
 def rss_mb(pid: int) -> float:
