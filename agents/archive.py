@@ -33,7 +33,7 @@ from ingestflow.app.core.clock import Clock
 from ingestflow.app.core.errors import is_transient
 from ingestflow.app.core.observability import PROCESSED, observe_batch
 from ingestflow.app.core.retry import retry
-from ingestflow.app.worker.commit_gate import CommitGate
+from ingestflow.app.worker.commit_gate import CommitGate, Current, all_current
 from ingestflow.app.worker.partitions import check_changelogs
 from ingestflow.app.worker.table_event import for_tables
 from ingestflow.schemas import records as schema
@@ -133,7 +133,7 @@ class Processor:
 
     def __init__(self, table: Any, seen: Any, sink: ArchiveSink, *, buffer_size: int, retention_s: float,
                  set_current: Callable[[Any], None], dead_letters: DeadLetters,
-                 writes: Callable[[], AbstractAsyncContextManager[Any]] = nullcontext) -> None:
+                 writes: Callable[[], AbstractAsyncContextManager[Current]] = lambda: nullcontext(all_current)) -> None:
         self.writes = writes  # the commit gate's write section (app/worker/commit_gate.py)
         self.table = table
         self.seen = seen
@@ -194,14 +194,16 @@ class Processor:
             await self.sink.archive_many(batches)
         # Under the commit gate: the pending records and their fingerprints commit in one transaction, so a
         # crash can never leave a fingerprint whose record was not buffered.
-        async with self.writes():
+        # Records delivered before a rebalance or seek are read again, so their writes are left out.
+        async with self.writes() as current:
             for user, entry in entries.items():
-                if user in last_event:
+                if user in last_event and current(last_event[user]):
                     self.set_current(last_event[user])
                     self.table[user] = entry.dump()
             for seen_key, (print_, event) in fingerprints.items():
-                self.set_current(event)
-                self.seen[seen_key] = print_
+                if current(event):
+                    self.set_current(event)
+                    self.seen[seen_key] = print_
         return batches
 
     def _seen(self, key: str, print_: str, event: Any, batch: dict[str, tuple[str, Any]]) -> bool:

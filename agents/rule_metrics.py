@@ -224,7 +224,10 @@ def register(app: Any, *, channel: Any, dead_letters: DeadLetters, tables: Table
             outcomes: Counter[str] = Counter()
             # The batch's table writes under the commit gate: a commit must never hold a record's dedup
             # key without its counts (app/worker/commit_gate.py).
-            async with gate.writes():
+            async with gate.writes() as current:
+                # Events delivered before a rebalance or seek are read again: this worker's writes for them
+                # would land in a transaction no longer its own.
+                events = [event for event in events if current(event)]
                 rows, entries = write_batch(events, batch, failed, outcomes)
             for outcome, n in outcomes.items():  # once per batch: a labelled metric lookup per event is not free
                 PROCESSED.labels(agent=AGENT, outcome=outcome).inc(n)

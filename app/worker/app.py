@@ -47,6 +47,7 @@ from ingestflow.tables import (archive_pending, archive_seen, dedup_keys, rule_c
                                view_guard)
 
 from .commit_gate import CommitGate, gated_transactions
+from .consumer import delivered_now
 from .faust_app import QuietWorker, new_app, prometheus_sensors
 from .lag import export_consumer_lag
 
@@ -73,8 +74,9 @@ def build_app(settings: Settings, *, events_partitions: int) -> faust.App:
                          key_serializer="raw", value_serializer="raw")
 
     dead_letters = DeadLetters(topic(topics.DEAD_LETTERS), worker=settings.worker_id)
-    # Every commit sees a batch's table writes whole (app/worker/commit_gate.py); the consumer is built at start.
-    gate = CommitGate(lambda: app.producer.buffer.flush())
+    # Every commit sees a batch's table writes whole, and no batch writes for a partition revoked since it
+    # was delivered (app/worker/commit_gate.py); the consumer is built at start.
+    gate = CommitGate(lambda: app.producer.buffer.flush(), current=lambda event: delivered_now(app, event))
     setattr(app.transport, "TransactionManager", gated_transactions(gate))  # this app's transport only
     # --- Analytics: one agent over the co-partitioned `events` + `rules` topics, local tables only.
     leaderboards = LeaderboardStore(db, redis, size=settings.leaderboard_size)

@@ -12,12 +12,24 @@ The commit is also where table state follows Kafka (app/worker/state_store.py): 
 transaction commits, its writes reach RocksDB with their changelog offset; a fenced transaction's writes
 are dropped. Window expiry (`expire_windows`, every TABLE_EXPIRY_INTERVAL_S) writes its tombstones and
 deletes into the partition's transaction and commits it with the partition's committed offsets.
+
+A rebalance ends a partition's transactions on this worker: from then on its records are read again by its
+new owner, and a table write for it here would go into a transaction the owner fences. So `writes` yields a
+test of whether an event is still this worker's (delivered since its partition's last revocation or seek,
+app/worker/consumer.py), and agents write only those; and the producers of revoked partitions are stopped
+at the rebalance. Faust 0.15.3 stops them only when the partition is not made a standby here, which with two
+workers and one standby replica it always is: the revoked partition's producer stayed open, a batch taken
+before the rebalance was written through it after, and the new owner's producer fenced it, crashing the
+worker.
+
+The partitions' transactions commit concurrently: they are independent (one producer each), and a commit
+holds the gate, so its length is time no batch is written.
 """
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -27,21 +39,31 @@ from faust.transport.consumer import TransactionManager
 
 from .state_table import expire_partition, stores_of_group
 
-__all__ = ["CommitGate", "gated_transactions"]
+__all__ = ["CommitGate", "Current", "all_current", "gated_transactions"]
 
 log = logging.getLogger(__name__)
 
+Current = Callable[[Any], bool]  # is this event still this worker's to write tables for?
+
+
+def all_current(event: Any) -> bool:
+    """The test of a gate with no consumer behind it (unit tests): every event is current."""
+    return True
+
 
 class CommitGate:
-    def __init__(self, flush: Callable[[], Awaitable[Any]]) -> None:
+    def __init__(self, flush: Callable[[], Awaitable[Any]], current: Current = all_current) -> None:
         self._lock = asyncio.Lock()
         self._flush = flush
+        self._current = current
 
     @asynccontextmanager
-    async def writes(self) -> AsyncIterator[None]:
-        """Around a batch's table writes: on exit its changelog records are with the producer."""
+    async def writes(self) -> AsyncIterator[Current]:
+        """Around a batch's table writes, yielding the test of which events may still be written (a rebalance
+        cannot happen between the test and a write made without an await); on exit the batch's changelog
+        records are with the producer."""
         async with self._lock:
-            yield
+            yield self._current
             await self._flush()
 
     @asynccontextmanager
@@ -64,6 +86,25 @@ def gated_transactions(gate: CommitGate) -> type[TransactionManager]:
             async with gate.committing():
                 await self._commit(offsets, start_new_transaction)
             return True
+
+        async def on_rebalance(self, assigned: set[Any], revoked: set[Any], newly_assigned: set[Any]) -> None:
+            """Stops the producer of every transaction no longer this worker's, and starts the missing ones
+            (Faust's skips a revoked partition that became a standby here, see above)."""
+            active = self._tids(tp for tp in assigned if not self.app.assignor.is_standby(tp))
+            running = set(getattr(self.producer, "_transaction_producers", {}))
+            stale = sorted((self._tids(revoked) & running) - active)
+            if stale:
+                log.info("stopping %d transactional producer(s) of revoked partitions: %s", len(stale), stale)
+                for tid in stale:
+                    await self.producer.stop_transaction(tid)
+            starting = sorted(active - running)
+            if starting:
+                log.info("starting %d transactional producer(s) for assigned partitions", len(starting))
+            for tid in starting:
+                await self.producer.maybe_begin_transaction(tid)
+
+        def _tids(self, tps: Iterable[Any]) -> set[str]:
+            return {self._tid(tp) for tp in tps}
 
         async def expire_windows(self) -> int:
             """Deletes the keys of closed windows from every assigned partition (store and changelog), each
@@ -107,7 +148,8 @@ def gated_transactions(gate: CommitGate) -> type[TransactionManager]:
             if expire:
                 expired = sum(expire_partition(tables[tid], partition) for tid, (partition, _) in transactions.items())
                 await gate.flush()
-            for tid, (partition, tp_offsets) in transactions.items():
+
+            async def commit_one(tid: str, partition: int, tp_offsets: dict[Any, int]) -> ProducerFenced | None:
                 try:
                     await self.producer.commit_transactions({tid: tp_offsets}, app.conf.id,
                                                             start_new_transaction=start_new_transaction)
@@ -115,10 +157,16 @@ def gated_transactions(gate: CommitGate) -> type[TransactionManager]:
                     for table in tables[tid]:
                         table.data.discard(partition)
                     log.warning("transaction %s fenced: %s", tid, exc)
-                    await app.crash(exc)
-                    return expired
+                    return exc
                 for table in tables[tid]:
                     table.data.commit(partition)
+                return None
+
+            fenced = [exc for exc in await asyncio.gather(*(commit_one(tid, partition, tp_offsets)
+                                                            for tid, (partition, tp_offsets) in transactions.items()))
+                      if exc is not None]
+            if fenced:  # another process holds this worker's transactional id: this one is a zombie
+                await app.crash(fenced[0])
             return expired
 
     return GatedTransactionManager

@@ -44,7 +44,7 @@ from faust.types import TP
 
 from ingestflow.app.core.observability import PARTITION_STALLS, RECORDS_DELETED_UNPROCESSED
 
-__all__ = ["counts_for_commit", "consistent_delivery", "PartitionState", "is_stalled", "gap_covers",
+__all__ = ["counts_for_commit", "consistent_delivery", "delivered_now", "PartitionState", "is_stalled", "gap_covers",
            "deleted_unprocessed"]
 
 log = logging.getLogger(__name__)
@@ -57,6 +57,11 @@ def counts_for_commit(message_epoch: int | None, current_epoch: int, message_gen
     """An ack counts for a commit when its record was delivered in the partition's current epoch (no seek
     or revocation since) and, when the record knows it, in the current consumer generation."""
     return message_epoch == current_epoch and (message_generation is None or message_generation == current_generation)
+
+
+def delivered_now(app: Any, event: Any) -> bool:
+    """True while the event is the worker's to process (`ConsistentConsumer.delivered_now`)."""
+    return bool(app.consumer.delivered_now(event.message))
 
 
 @dataclass(frozen=True)
@@ -128,9 +133,15 @@ def consistent_delivery(base: type[Any], *, stall_check_s: float) -> type[Any]:
             for tp in tps:
                 self._epochs[TP(tp.topic, tp.partition)] = epoch
 
+        def delivered_now(self, message: Any) -> bool:
+            """True while the record is this worker's to process: delivered in its partition's current epoch
+            and generation. Anything else is read again after the seek that follows, by whoever then owns
+            the partition, so an agent writes no table for it (app/worker/commit_gate.py)."""
+            return counts_for_commit(getattr(message, EPOCH, None), self._epochs.get(message.tp, 0),
+                                     message.generation_id, self.app.consumer_generation_id)
+
         def ack(self, message: Any) -> bool:
-            if not counts_for_commit(getattr(message, EPOCH, None), self._epochs.get(message.tp, 0),
-                                     message.generation_id, self.app.consumer_generation_id):
+            if not self.delivered_now(message):
                 self._unacked_messages.discard(message)  # done with, and read again after the seek
                 return False
             return bool(super().ack(message))

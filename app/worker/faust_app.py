@@ -149,6 +149,10 @@ class LeanPrometheusMonitor(PrometheusMonitor):
     def on_send_completed(self, producer: Any, state: Any, metadata: Any) -> None:
         pass
 
+    def on_send_error(self, producer: Any, exc: BaseException, state: Any) -> None:
+        """Faust's times the send from `on_send_initiated`'s state, None here: a failed send (a fenced
+        producer, a broker error) raised TypeError in the callback instead of being reported."""
+
 
 class QuietWorker(faust.Worker):
     """faust.Worker sets the root logger to DEBUG for its terminal spinner whenever the level is WARN or
