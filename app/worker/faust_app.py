@@ -150,8 +150,9 @@ class LeanPrometheusMonitor(PrometheusMonitor):
         pass
 
     def on_send_error(self, producer: Any, exc: BaseException, state: Any) -> None:
-        """Faust's times the send from `on_send_initiated`'s state, None here: a failed send (a fenced
-        producer, a broker error) raised TypeError in the callback instead of being reported."""
+        """Faust logs a failed send (a fenced producer, a broker error) and fails its future before calling
+        this; its Prometheus version then timed the send from `on_send_initiated`'s state, None here, and
+        raised TypeError in the callback."""
 
 
 class QuietWorker(faust.Worker):

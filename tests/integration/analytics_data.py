@@ -5,6 +5,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
+import asyncpg
 from aiokafka import AIOKafkaProducer
 
 from ingestflow.app.core import serde
@@ -110,3 +111,10 @@ async def wait_group_members(bootstrap: str, group_id: str, members: int, timeou
         raise AssertionError(f"group {group_id} not Stable with {members} members within {timeout}s")
     finally:
         await admin.close()
+
+
+async def rule_rows(pg: asyncpg.Connection, prefix: str) -> dict[tuple[str, str], dict[str, int]]:
+    """The daily rule metrics in PostgreSQL of the rules named `prefix`-*, in the shape of `Stream.truth`."""
+    rows = await pg.fetch("SELECT rule_id, day::text AS day, views, copies FROM rule_metric_daily"
+                          " WHERE rule_id LIKE $1", f"{prefix}-%")
+    return {(r["rule_id"], r["day"]): {"views": r["views"], "copies": r["copies"]} for r in rows}

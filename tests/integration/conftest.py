@@ -113,13 +113,16 @@ class Process:
                                      stdout=out, stderr=subprocess.STDOUT, cwd=self.log.parent)
         return self
 
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
     def kill(self) -> None:
-        if self.proc and self.proc.poll() is None:
+        if self.alive():
             self.proc.kill()
             self.proc.wait(10)
 
     def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
+        if self.alive():
             self.proc.terminate()
             try:
                 self.proc.wait(30)

@@ -12,12 +12,6 @@ from . import analytics_data
 from .conftest import all_committed, eventually, start_group_at_end
 
 
-async def _rule_rows(pg: asyncpg.Connection, prefix: str) -> dict[tuple[str, str], dict[str, int]]:
-    rows = await pg.fetch("SELECT rule_id, day::text AS day, views, copies FROM rule_metric_daily"
-                          " WHERE rule_id LIKE $1", f"{prefix}-%")
-    return {(r["rule_id"], r["day"]): {"views": r["views"], "copies": r["copies"]} for r in rows}
-
-
 async def _author_rows(pg: asyncpg.Connection, prefix: str) -> dict[tuple[str, str], dict[str, int]]:
     rows = await pg.fetch("SELECT author_id, day::text AS day, views, copies FROM author_metric_daily"
                           " WHERE author_id LIKE $1", f"{prefix}-%")
@@ -41,15 +35,15 @@ async def test_kill_9_mid_stream_and_replayed_input_count_each_event_once(
     worker = spawn(["worker"], env)
     try:
         # Upper bounds only: on a cold broker the first worker can take a minute to join its group.
-        await eventually(lambda: _rule_rows(pg, prefix), timeout=600, interval=0.05, what="first rows")
+        await eventually(lambda: analytics_data.rule_rows(pg, prefix), timeout=600, interval=0.05, what="first rows")
         worker.kill()  # SIGKILL: no shutdown, no commit
-        partial = await _rule_rows(pg, prefix)
+        partial = await analytics_data.rule_rows(pg, prefix)
         worker = spawn(["worker"], env)
         # The killed member leaves the group when its session times out; then the new one takes over.
         await analytics_data.wait_group_members(bootstrap, env["WORKER_APP_ID"], 1, timeout=600)
 
         async def converged() -> bool:
-            return await _rule_rows(pg, prefix) == stream.truth
+            return await analytics_data.rule_rows(pg, prefix) == stream.truth
         await eventually(converged, timeout=300, what="daily rule metrics equal to the truth")
     except AssertionError:
         print(worker.tail(80))

@@ -43,12 +43,6 @@ FAULTS = [
 FAULT_S = 8.0
 
 
-async def _rule_rows(pg: asyncpg.Connection, prefix: str) -> dict[tuple[str, str], dict[str, int]]:
-    rows = await pg.fetch("SELECT rule_id, day::text AS day, views, copies FROM rule_metric_daily"
-                          " WHERE rule_id LIKE $1", f"{prefix}-%")
-    return {(r["rule_id"], r["day"]): {"views": r["views"], "copies": r["copies"]} for r in rows}
-
-
 def _chunks(records: list[Any], n: int) -> list[list[Any]]:
     size = -(-len(records) // n)
     return [records[i:i + size] for i in range(0, len(records), size)]
@@ -87,7 +81,7 @@ async def _flow_through_faults(toxiproxy: Toxiproxy, link: Proxy, worker: Proces
         async with toxiproxy.toxic(link, kind, attributes):
             await produce(part)
             await asyncio.sleep(FAULT_S)
-        assert worker.proc is not None and worker.proc.poll() is None, worker.tail(60)
+        assert worker.alive(), worker.tail(60)
 
 
 async def test_postgres_link_faults_leave_every_event_counted_once_and_every_record_archived_once(
@@ -115,7 +109,7 @@ async def test_postgres_link_faults_leave_every_event_counted_once_and_every_rec
         await _flow_through_faults(toxiproxy, link, worker, list(enumerate(_chunks(stream.records, 4))), produce)
 
         async def counted() -> bool:
-            assert await _rule_rows(pg, prefix) == stream.truth
+            assert await analytics_data.rule_rows(pg, prefix) == stream.truth
             return True
         await eventually(counted, timeout=180, what="daily rule metrics equal to the truth")
         await eventually(lambda: _archive_done(pg, users, archive, sent), timeout=180, what="every record archived")
@@ -241,7 +235,7 @@ async def test_redis_link_faults_slow_nothing_down_and_reads_fall_back_to_postgr
         await _flow_through_faults(toxiproxy, link, worker, _chunks(stream.records, 4), produce)
 
         async def counted() -> bool:
-            assert await _rule_rows(pg, prefix) == stream.truth
+            assert await analytics_data.rule_rows(pg, prefix) == stream.truth
             return True
         await eventually(counted, timeout=120, what="daily rule metrics equal to the truth")
         await all_committed(env["WORKER_APP_ID"], timeout=120, bootstrap=kafka)

@@ -82,7 +82,7 @@ async def test_killed_worker_and_gateway_are_restarted_and_events_flow_again(
         log = run.log.read_text()
         assert "restarting worker (restart 1)" in log and "restarting gateway (restart 1)" in log
         assert "worker was killed by SIGKILL" in log
-        assert run.proc is not None and run.proc.poll() is None
+        assert run.alive()
     except AssertionError:
         print(run.tail(80))
         raise

@@ -24,16 +24,6 @@ from .toxiproxy import Toxiproxy
 KAFKA_PORT, WORKER_A, WORKER_B, PG_PROXY_PORT = 18580, 18582, 18583, 18584
 
 
-async def _rule_rows(pg: asyncpg.Connection, prefix: str) -> dict[tuple[str, str], dict[str, int]]:
-    rows = await pg.fetch("SELECT rule_id, day::text AS day, views, copies FROM rule_metric_daily"
-                          " WHERE rule_id LIKE $1", f"{prefix}-%")
-    return {(r["rule_id"], r["day"]): {"views": r["views"], "copies": r["copies"]} for r in rows}
-
-
-def _alive(worker: Process) -> bool:
-    return worker.proc is not None and worker.proc.poll() is None
-
-
 class WorkerExited(Exception):
     """Raised inside a wait: `eventually` retries assertions, not this."""
 
@@ -61,25 +51,25 @@ async def test_a_worker_added_to_a_busy_group_and_removed_again_leaves_every_eve
     try:
         await toxiproxy.add(link, "latency", {"latency": 150, "jitter": 50})
         # Worker A is at work on the backlog: its first day totals are in PostgreSQL.
-        await eventually(lambda: _rule_rows(pg, prefix), timeout=600, interval=0.1, what="worker A's first rows")
+        await eventually(lambda: analytics_data.rule_rows(pg, prefix), timeout=600, interval=0.1, what="worker A's first rows")
         worker_b = spawn(["worker"], env_b, name="worker-b")
         await analytics_data.wait_group_members(bootstrap, group, 2, timeout=600)
         # Worker B has taken its share (its transactional producers started, fencing A's for those ids) ...
         await eventually(lambda: "transactional producer" in worker_b.tail(100_000), timeout=300,
                          what="worker B's partitions assigned")
-        assert _alive(worker_a), worker_a.tail(60)
+        assert worker_a.alive(), worker_a.tail(60)
         # ... and leaves: worker A gets every partition back, and the rest of the backlog arrives.
         worker_b.stop()
         await analytics_data.wait_group_members(bootstrap, group, 1, timeout=600)
         await analytics_data.produce(bootstrap, "events", stream.records[half:])
 
         async def counted() -> bool:
-            if not _alive(worker_a):
+            if not worker_a.alive():
                 raise WorkerExited("worker A exited")
-            return await _rule_rows(pg, prefix) == stream.truth
+            return await analytics_data.rule_rows(pg, prefix) == stream.truth
         await eventually(counted, timeout=600, what="daily rule metrics equal to the truth")
         await all_committed(group, timeout=300, bootstrap=bootstrap)
-        assert _alive(worker_a), "worker A exited"
+        assert worker_a.alive(), "worker A exited"
     except (AssertionError, WorkerExited):
         print("worker A:", worker_a.tail(60))
         if worker_b is not None:
