@@ -25,6 +25,11 @@ Faust 0.15.3 defects met on the way, fixed here:
   offset, unknown until the partition was fetched once: at start-up such a partition looked empty and was
   not restored. Here the ends come from the broker.
 - A revoked partition's records mid-batch made `highwater()` fail an assertion and crashed the fetcher.
+- Its seek to the committed offsets (aiokafka's `seek_to_committed`) moves only partitions with a commit
+  above 0, and it keeps no committed offset for the others: a partition the group had not committed yet
+  kept its fetch position across a rebalance (past records delivered before it, which no one then wrote),
+  and a commit could go past its first record unacked. Here such a partition is sought to its first offset,
+  which is its commit head until the first commit.
 
 The watchdog also seeks back, logs and counts (`ingestflow_partition_stalls_total`) a partition whose
 committed offset stays put for a whole check while the record at that offset is neither acked nor in
@@ -40,6 +45,7 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 from aiokafka import TopicPartition
+from aiokafka.errors import IllegalStateError
 from faust.types import TP
 
 from ingestflow.app.core.observability import PARTITION_STALLS, RECORDS_DELETED_UNPROCESSED
@@ -174,13 +180,29 @@ def consistent_delivery(base: type[Any], *, stall_check_s: float) -> type[Any]:
             """Faust's seek to the committed offsets, with the read offset one before each (the last one
             read, as the delivery loop keeps it), so that a gap right at the committed offset is seen."""
             async with self._delivery_lock:
-                committed = await self.seek_to_committed()
+                committed = {TP(tp.topic, tp.partition): offset for tp, offset in (await self.seek_to_committed()).items()}
+                for tp, offset in (await self._first_offsets(committed)).items():
+                    await super().seek(tp, offset)  # aiokafka seeks only committed offsets above 0
+                    committed[tp] = offset
                 for tp, offset in committed.items():
-                    tp = TP(tp.topic, tp.partition)
                     self._read_offset[tp] = offset - 1 if offset else None
                     if offset is not None:
-                        self._committed_offset[tp] = offset or None
+                        self._committed_offset[tp] = offset
                 self._new_epoch(self.assignment())
+
+        async def _first_offsets(self, committed: Mapping[TP, int | None]) -> dict[TP, int]:
+            """Where each input partition with no commit above 0 starts: 0 when the group committed 0, else
+            (nothing committed) the first offset the broker holds, as `auto_offset_reset=earliest` reads.
+            Without the seek such a partition kept its fetch position across a rebalance, past records
+            delivered before it that no one then wrote; without the offset Faust's commit had no head to
+            hold, and went past a first record never acked."""
+            changelogs = self.app.tables.changelog_topics
+            fresh = [tp for tp, offset in committed.items() if not offset and tp.topic not in changelogs]
+            if not fresh or self.app.conf.consumer_auto_offset_reset != "earliest":
+                return {}
+            unset = [tp for tp in fresh if committed[tp] is None]
+            starts = await self.earliest_offsets(*unset) if unset else {}
+            return {tp: 0 if committed[tp] == 0 else starts[tp] for tp in fresh}
 
         async def seek(self, partition: TP, offset: int) -> None:
             async with self._delivery_lock:
@@ -304,13 +326,17 @@ def consistent_delivery(base: type[Any], *, stall_check_s: float) -> type[Any]:
                 self._watch.clear()
                 return []
             changelogs = self.app.tables.changelog_topics
-            watched = [tp for tp in self._get_active_partitions() if tp.topic not in changelogs
+            assigned = self.assignment()
+            watched = [tp for tp in self._get_active_partitions() if tp in assigned and tp.topic not in changelogs
                        and self.app.topics.acks_enabled_for(tp.topic)]
             stalled: list[TP] = []
             states: dict[TP, PartitionState] = {}
             starts = await self.earliest_offsets(*watched) if watched else {}
             for tp in watched:
-                states[tp] = state = await self._partition_state(tp, starts.get(tp))
+                try:
+                    states[tp] = state = await self._partition_state(tp, starts.get(tp))
+                except IllegalStateError:  # revoked since the check began: its new owner watches it
+                    continue
                 if deleted_unprocessed(state):
                     await self._commit_past_deleted(tp, state)
                     continue

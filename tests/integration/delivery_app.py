@@ -8,6 +8,7 @@ appends "partition offset" of every record it is given to a file, with one fault
   fetched batch were delivered, and the next record's delivery wait for that seek (at most 3 s).
 - `lose-one`: the record at offset 50 of partition 0 never reaches the stream, once (a delivery lost for
   whatever reason).
+- `lose-first`: the same for the record at offset 0, before the group has committed anything.
 - `none`: no fault (the second instance).
 
 Settings come from the environment like the worker's (WORKER_APP_ID, WORKER_PORT, STALL_CHECK_S, ...).
@@ -23,7 +24,7 @@ from ingestflow.app.core.settings import Settings
 from ingestflow.app.worker.faust_app import QuietWorker, new_app, prometheus_sensors
 
 DELIVERED_BEFORE_SEEK = 20
-LOST_OFFSET = 50
+LOST_OFFSETS = {"lose-one": 50, "lose-first": 0}
 ARM_AFTER = 100
 
 topic_name, partitions, out_path, fault = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
@@ -49,7 +50,7 @@ class ForcingConsumer(base):  # type: ignore[misc,valid-type]
 
         async def callback(message: Any) -> Any:
             if message.topic == topic_name:
-                if fault == "lose-one" and (message.partition, message.offset) == (0, LOST_OFFSET) and not self.lost:
+                if (message.partition, message.offset) == (0, LOST_OFFSETS.get(fault)) and not self.lost:
                     self.lost = True
                     return None
                 self.delivered += 1

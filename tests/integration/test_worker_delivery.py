@@ -75,6 +75,19 @@ async def test_a_partition_left_behind_by_a_lost_delivery_is_sought_back_by_the_
     assert f"partition {topic}[0] stalled at committed offset 50" in app.log.read_text()
 
 
+async def test_a_delivery_lost_before_the_group_committed_anything_is_read_again(
+        spawn: Callable[..., Any], env_factory: Callable[..., dict[str, str]], unique: str, tmp_path: Path) -> None:
+    """A partition the group never committed has no committed offset to hold a commit back or to seek to
+    (aiokafka's seek to the committed offsets skips it): the first record's loss was committed over."""
+    app_id, port = f"delivery-first-{unique}", 18728
+    env = app_env(env_factory, app_id, port, stall_check_s=1)
+    topic, expected = await backlog(env["KAFKA_BOOTSTRAP_SERVERS"], app_id, partitions=1, per_partition=300)
+    out = tmp_path / "processed.txt"
+    app = spawn([topic, "1", str(out), "lose-first"], env, name="delivery", module=APP)
+    await every_record_processed_and_committed([app], app_id, topic, [out], expected)
+    assert f"partition {topic}[0] stalled at committed offset 0" in app.log.read_text()
+
+
 async def test_records_the_retention_deleted_before_they_were_processed_do_not_hold_the_partition_back(
         spawn: Callable[..., Any], env_factory: Callable[..., dict[str, str]], unique: str, tmp_path: Path) -> None:
     """Records stamped with an old event time are deleted by a time-based retention as soon as the broker

@@ -5,6 +5,7 @@ from types import SimpleNamespace
 from typing import Any
 
 from faust.types import TP
+from aiokafka.errors import IllegalStateError
 from intervaltree import Interval
 
 from ingestflow.app.worker.consumer import (PartitionState, consistent_delivery, counts_for_commit, deleted_unprocessed,
@@ -96,3 +97,36 @@ def test_a_gap_covers_a_head_only_when_every_offset_of_it_is_in_some_interval() 
     assert not gap_covers([Interval(10, 12), Interval(13, 20)], 10, 20)
     assert not gap_covers([], 10, 11)
     assert gap_covers([], 10, 10)
+
+
+class RevokedUnderTheWatchdog(RecordingConsumer):
+    """A consumer whose partition the consumer thread revoked while the watchdog was checking it."""
+
+    flow_active = True
+    should_stop = False
+
+    def __init__(self, app: Any) -> None:
+        super().__init__(app)
+        self._committed_offset = {EVENTS0: 100}
+        self._read_offset = {EVENTS0: 150}
+        self._gap: dict[TP, Any] = {}
+        self._acked_index: dict[TP, Any] = {}
+
+    def assignment(self) -> set[TP]:
+        return {EVENTS0}
+
+    def _get_active_partitions(self) -> set[TP]:
+        return {EVENTS0}
+
+    async def earliest_offsets(self, *tps: TP) -> dict[TP, int]:
+        return {tp: 0 for tp in tps}
+
+    async def position(self, tp: TP) -> int:
+        raise IllegalStateError(f"No current assignment for partition {tp}")
+
+
+async def test_the_watchdog_skips_a_partition_revoked_during_its_check() -> None:
+    app = SimpleNamespace(rebalancing=False, tables=SimpleNamespace(changelog_topics=set()),
+                          topics=SimpleNamespace(acks_enabled_for=lambda topic: True, _tp_index={}))
+    consumer = consistent_delivery(RevokedUnderTheWatchdog, stall_check_s=30.0)(app)
+    assert await consumer.check_stalls() == []
