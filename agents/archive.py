@@ -34,6 +34,7 @@ from ingestflow.app.core.errors import is_transient
 from ingestflow.app.core.observability import PROCESSED, observe_batch
 from ingestflow.app.core.retry import retry
 from ingestflow.app.worker.commit_gate import CommitGate, Current, all_current
+from ingestflow.app.worker.failed_batches import FailedBatches
 from ingestflow.app.worker.partitions import check_changelogs
 from ingestflow.app.worker.table_event import for_tables
 from ingestflow.schemas import records as schema
@@ -267,14 +268,16 @@ def register(app: Any, *, records: Any, dead_letters: DeadLetters, table: Any, s
                               retention_s=settings.dedup_retention_days * 86400.0,
                               set_current=for_tables, dead_letters=dead_letters,
                               writes=gate.writes)
+        failed_batches = FailedBatches(app, AGENT)
         async for events in stream.take_events(BATCH_SIZE, within=BATCH_WITHIN_S):
-            await retry(lambda: check_changelogs(app, (table, seen), (RECORDS.name,)),
-                        what="table changelog partitions", retry_if=is_transient)
-            # Never leaves the loop (Faust would ack the batch): an outage is retried, the partition waiting;
-            # a batch that fails otherwise is handled in halves down to the records at fault, dead-lettered.
-            # Handling is incremental and idempotent (watermarks, success rows), so halves redo nothing.
-            await write_isolating(events, processor.handle, reject, what="archive batch handling")
-            observe_batch(AGENT, events)
+            async with failed_batches.read_again_on_error(events):
+                await retry(lambda: check_changelogs(app, (table, seen), (RECORDS.name,)),
+                            what="table changelog partitions", retry_if=is_transient)
+                # An outage is retried, the partition waiting; a batch that fails otherwise is handled in
+                # halves down to the records at fault, dead-lettered. Handling is incremental and idempotent
+                # (watermarks, success rows), so halves redo nothing.
+                await write_isolating(events, processor.handle, reject, what="archive batch handling")
+                observe_batch(AGENT, events)
 
     def actives() -> set[int]:
         return {tp.partition for tp in app.assignor.assigned_actives() if tp.topic == RECORDS.name}

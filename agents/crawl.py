@@ -12,6 +12,7 @@ from ingestflow.app.core import tracing
 from ingestflow.app.core.clock import utc_from_ms
 from ingestflow.app.core.observability import PROCESSED, observe_batch
 from ingestflow.app.stores.crawl_store import UpsertReport
+from ingestflow.app.worker.failed_batches import FailedBatches
 from ingestflow.schemas.crawl import CrawlItem, decode
 
 from .dead_letter import DeadLetters
@@ -52,17 +53,20 @@ def register(app: Any, *, items: Any, dead_letters: DeadLetters, store: Store) -
     async def reject(pair: tuple[Any, CrawlItem], error: BaseException) -> None:
         await dead_letters.send(pair[0], error, agent=AGENT)
 
+    failed_batches = FailedBatches(app, AGENT)
+
     @app.agent(items, name=AGENT)
     async def crawl(stream: Any) -> None:
         async for events in stream.take_events(500, within=1.0):
-            good: list[tuple[Any, CrawlItem]] = []
-            for event in events:
-                try:
-                    good.append((event, decode(event.value, utc_from_ms(int(event.message.timestamp * 1000)))))
-                except Exception as exc:  # decoding is pure: whatever fails here is the record's own fault
-                    await dead_letters.send(event, exc, agent=AGENT)
-            # An item PostgreSQL refuses for its content is found and dead-lettered; the rest is written.
-            await write_isolating(good, upsert, reject, what="upsert crawl items")
-            observe_batch(AGENT, events)
+            async with failed_batches.read_again_on_error(events):
+                good: list[tuple[Any, CrawlItem]] = []
+                for event in events:
+                    try:
+                        good.append((event, decode(event.value, utc_from_ms(int(event.message.timestamp * 1000)))))
+                    except Exception as exc:  # decoding is pure: whatever fails here is the record's own fault
+                        await dead_letters.send(event, exc, agent=AGENT)
+                # An item PostgreSQL refuses for its content is found and dead-lettered; the rest is written.
+                await write_isolating(good, upsert, reject, what="upsert crawl items")
+                observe_batch(AGENT, events)
 
     return crawl

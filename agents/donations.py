@@ -17,6 +17,7 @@ from typing import Any, Protocol, TypedDict
 from ingestflow.app.core import serde, tracing
 from ingestflow.app.core.observability import PROCESSED, observe_batch
 from ingestflow.app.stores.donation_store import DonationRow
+from ingestflow.app.worker.failed_batches import FailedBatches
 from ingestflow.schemas.stripe import StripeEvent, decode
 
 from .dead_letter import DeadLetters
@@ -105,13 +106,16 @@ def register(app: Any, *, webhooks: Any, notifications: Any, dead_letters: DeadL
     async def reject(event: Any, error: BaseException) -> None:
         await dead_letters.send(event, error, agent=AGENT)
 
+    failed_batches = FailedBatches(app, AGENT)
+
     @app.agent(webhooks, name=AGENT)
     async def donations(stream: Any) -> None:
         async for events in stream.take_events(100, within=0.5):
-            for event in events:
-                # PostgreSQL or Kafka down: retried, the partition waits; an event that fails for its own
-                # content (one PostgreSQL refuses) is dead-lettered and the next one goes on.
-                await write_isolating([event], handle, reject, what="record donation")
-            observe_batch(AGENT, events)
+            async with failed_batches.read_again_on_error(events):
+                for event in events:
+                    # PostgreSQL or Kafka down: retried, the partition waits; an event that fails for its own
+                    # content (one PostgreSQL refuses) is dead-lettered and the next one goes on.
+                    await write_isolating([event], handle, reject, what="record donation")
+                observe_batch(AGENT, events)
 
     return donations

@@ -25,6 +25,7 @@ from ingestflow.app.core.errors import is_transient
 from ingestflow.app.core.observability import PROCESSED, observe_batch
 from ingestflow.app.core.retry import retry
 from ingestflow.app.worker.commit_gate import CommitGate
+from ingestflow.app.worker.failed_batches import FailedBatches
 from ingestflow.app.worker.partitions import check_changelogs
 from ingestflow.app.worker.table_event import for_tables
 from ingestflow.schemas import rules as rules_schema
@@ -214,31 +215,36 @@ def register(app: Any, *, channel: Any, dead_letters: DeadLetters, tables: Table
         for event in batch.events.get(rule, ()):
             await dead_letters.send(event, error, agent=AGENT)
 
+    failed_batches = FailedBatches(app, AGENT)
+
     @app.agent(channel, name=AGENT)
     async def rule_metrics(stream: Any) -> None:
         async for events in stream.take_events(BATCH_SIZE, within=BATCH_WITHIN_S):
-            await retry(lambda: check_changelogs(app, tables.every(), {e.message.topic for e in events}),
-                        what="table changelog partitions", retry_if=is_transient)
-            batch = Batch()
-            failed: list[tuple[Any, Exception]] = []
-            outcomes: Counter[str] = Counter()
-            # The batch's table writes under the commit gate: a commit must never hold a record's dedup
-            # key without its counts (app/worker/commit_gate.py).
-            async with gate.writes() as current:
-                # Events delivered before a rebalance or seek are read again: this worker's writes for them
-                # would land in a transaction no longer its own.
-                events = [event for event in events if current(event)]
-                rows, entries = write_batch(events, batch, failed, outcomes)
-            for outcome, n in outcomes.items():  # once per batch: a labelled metric lookup per event is not free
-                PROCESSED.labels(agent=AGENT, outcome=outcome).inc(n)
-            for event, error in failed:
-                await dead_letters.send(event, error, agent=AGENT)
-            # PostgreSQL down: retried, this partition waits and nothing is acknowledged meanwhile. A rule whose
-            # rows PostgreSQL refuses for their content is found, its events dead-lettered, the others written.
-            await write_isolating(sorted({r for r, _, _ in rows} | set(entries) | set(batch.trending)),
-                                  functools.partial(write_rules, batch, rows, entries),
-                                  functools.partial(reject_rule, batch), what="write daily metrics")
-            observe_batch(AGENT, events)
+            async with failed_batches.read_again_on_error(events):
+                await retry(lambda: check_changelogs(app, tables.every(), {e.message.topic for e in events}),
+                            what="table changelog partitions", retry_if=is_transient)
+                batch = Batch()
+                failed: list[tuple[Any, Exception]] = []
+                outcomes: Counter[str] = Counter()
+                # The batch's table writes under the commit gate: a commit must never hold a record's dedup
+                # key without its counts (app/worker/commit_gate.py).
+                async with gate.writes() as current:
+                    # Events delivered before a rebalance or seek are read again: this worker's writes for
+                    # them would land in a transaction no longer its own.
+                    events = [event for event in events if current(event)]
+                    rows, entries = write_batch(events, batch, failed, outcomes)
+                # Once per batch: a labelled metric lookup per event is not free.
+                for outcome, n in outcomes.items():
+                    PROCESSED.labels(agent=AGENT, outcome=outcome).inc(n)
+                for event, error in failed:
+                    await dead_letters.send(event, error, agent=AGENT)
+                # PostgreSQL down: retried, this partition waits and nothing is acknowledged meanwhile. A rule
+                # whose rows PostgreSQL refuses for their content is found, its events dead-lettered, the
+                # others written.
+                await write_isolating(sorted({r for r, _, _ in rows} | set(entries) | set(batch.trending)),
+                                      functools.partial(write_rules, batch, rows, entries),
+                                      functools.partial(reject_rule, batch), what="write daily metrics")
+                observe_batch(AGENT, events)
 
     def write_batch(events: list[Any], batch: Batch, failed: list[tuple[Any, Exception]],
                     outcomes: Counter[str]) -> tuple[list[tuple[str, date, dict[str, int]]], dict[str, Any]]:

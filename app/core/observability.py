@@ -24,7 +24,7 @@ __all__ = ["configure_logging", "logging_config", "publish_build_info", "observe
            "REBALANCES", "ARCHIVE_BATCHES", "ARCHIVE_BYTES", "ARCHIVE_UPLOAD_SECONDS", "ARCHIVE_UPLOAD_FAILURES",
            "TRANSFERS_PENDING", "TRANSFERS_PENDING_AGE", "SPOOLED", "SPOOL_REPLAYED", "SPOOL_PENDING", "SPOOL_FAILED",
            "SPOOL_BYTES", "SPOOL_MAX_BYTES", "RATE_LIMITED", "TABLE_KEYS", "BUILD_INFO", "PARTITION_STALLS",
-           "RESTORED_RECORDS", "RECORDS_DELETED_UNPROCESSED"]
+           "RESTORED_RECORDS", "RECORDS_DELETED_UNPROCESSED", "BATCHES_READ_AGAIN"]
 
 REQUESTS = Counter("ingestflow_http_requests_total", "HTTP requests by route and status", ["route", "status"])
 REQUEST_SECONDS = Histogram("ingestflow_http_request_duration_seconds", "Time to answer an HTTP request",
@@ -45,6 +45,9 @@ EVENT_AGE = Histogram("ingestflow_event_age_seconds", "From a batch's newest rec
 TABLE_KEYS = Gauge("ingestflow_table_keys", "Keys held by this worker per table", ["table"])
 PARTITION_STALLS = Counter("ingestflow_partition_stalls_total",
                            "Partitions the watchdog sought back to their committed offset", ["topic", "partition"])
+BATCHES_READ_AGAIN = Counter("ingestflow_batches_read_again_total",
+                             "Batches an agent failed to handle, rolled back and read again from the last commit",
+                             ["agent"])
 RECORDS_DELETED_UNPROCESSED = Counter(
     "ingestflow_records_deleted_unprocessed_total",
     "Records the broker's retention deleted before a worker processed them (lost; the commit moves past them)",

@@ -22,6 +22,10 @@ workers and one standby replica it always is: the revoked partition's producer s
 before the rebalance was written through it after, and the new owner's producer fenced it, crashing the
 worker.
 
+A batch an agent fails to handle is rolled back (`read_again`, app/worker/failed_batches.py): its
+partitions' transactions are aborted with everything written since their commit, and the consumer reads
+them again from it; a commit whose offsets were computed before that leaves those partitions out.
+
 The partitions' transactions commit concurrently: they are independent (one producer each), and a commit
 holds the gate, so its length is time no batch is written.
 """
@@ -31,7 +35,7 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, cast
 
 from aiokafka import TopicPartition
 from aiokafka.errors import ProducerFenced
@@ -83,9 +87,36 @@ def gated_transactions(gate: CommitGate) -> type[TransactionManager]:
 
     class GatedTransactionManager(TransactionManager):
         async def commit(self, offsets: Mapping[Any, int], start_new_transaction: bool = True) -> bool:
+            return bool(await self.commit_current(offsets, start_new_transaction))
+
+        async def commit_current(self, offsets: Mapping[Any, int],
+                                 start_new_transaction: bool = True) -> dict[Any, int]:
+            """Commits the offsets of partitions not rolled back since they were computed; returns those."""
+            consumer: Any = self.consumer
             async with gate.committing():
-                await self._commit(offsets, start_new_transaction)
-            return True
+                current: dict[Any, int] = consumer.unchanged_since_commit_began(offsets)
+                if current:
+                    await self._commit(current, start_new_transaction)
+            return current
+
+        async def read_again(self, tps: Iterable[Any]) -> dict[Any, int]:
+            """Rolls back everything written since the last commit for these partitions' transactions: every
+            source partition of them is read again from its committed offset (returned), the tables' pending
+            writes are dropped, and each transaction's producer is replaced: registering the new one aborts the
+            open transaction on the broker, whether or not the old one could still reach it."""
+            app, consumer = self.app, cast(Any, self.consumer)
+            async with gate.committing():
+                tids = self._tids(tps)
+                internal = app.tables.changelog_topics | consumer.randomly_assigned_topics  # the leader topic
+                sources = [tp for tp in consumer.assignment() if tp.topic not in internal and self._tid(tp) in tids]
+                offsets: dict[Any, int] = consumer.read_again(sources)
+                for tp in sources:
+                    for table in stores_of_group(app, app.assignor.group_for_topic(tp.topic)):
+                        table.data.discard(tp.partition)
+                for tid in sorted(tids):
+                    await self.producer.stop_transaction(tid)
+                    await self.producer.maybe_begin_transaction(tid)
+            return offsets
 
         async def on_rebalance(self, assigned: set[Any], revoked: set[Any], newly_assigned: set[Any]) -> None:
             """Stops the producer of every transaction no longer this worker's, and starts the missing ones

@@ -31,6 +31,10 @@ Faust 0.15.3 defects met on the way, fixed here:
   and a commit could go past its first record unacked. Here such a partition is sought to its first offset,
   which is its commit head until the first commit.
 
+- On an exception in an agent it acks the batch (`take_events`' `finally`) and commits: the batch's offsets
+  were committed without its effects. Here a failed batch's partitions are read again from their commit
+  (`read_again`, app/worker/failed_batches.py), and a commit computed before that leaves them out.
+
 The watchdog also seeks back, logs and counts (`ingestflow_partition_stalls_total`) a partition whose
 committed offset stays put for a whole check while the record at that offset is neither acked nor in
 flight, although records at or past it were handed out: the safety net for any cause not known here.
@@ -131,6 +135,8 @@ def consistent_delivery(base: type[Any], *, stall_check_s: float) -> type[Any]:
             self._pending_tps: set[TP] = set()
             self._delivering: Any = None
             self._watch: dict[TP, PartitionState] = {}
+            self._seeks: dict[TP, int] = {}  # partitions to read again, sought by the delivery loop
+            self._commit_epochs: dict[TP, int] | None = None  # the epochs when the running commit began
 
         # --- epochs -----------------------------------------------------------------------------------
 
@@ -158,6 +164,35 @@ def consistent_delivery(base: type[Any], *, stall_check_s: float) -> type[Any]:
 
         # --- commits: never past a record neither acked nor known to be a gap ------------------------
 
+        async def _commit_tps(self, tps: Iterable[TP], start_new_transaction: bool) -> bool:
+            self._commit_epochs = dict(self._epochs)
+            try:
+                return bool(await super()._commit_tps(tps, start_new_transaction))
+            finally:
+                self._commit_epochs = None
+
+        def unchanged_since_commit_began(self, offsets: Mapping[Any, int]) -> dict[Any, int]:
+            """The offsets of partitions neither sought nor read again since the running commit computed them
+            (called under the commit gate: a partition read again meanwhile had its transaction aborted)."""
+            began = self._commit_epochs
+            if began is None:
+                return dict(offsets)
+            return {tp: offset for tp, offset in offsets.items()
+                    if self._epochs.get(TP(tp.topic, tp.partition), 0) == began.get(TP(tp.topic, tp.partition), 0)}
+
+        async def _commit_offsets(self, offsets: Mapping[TP, int], start_new_transaction: bool = True) -> bool:
+            """Faust's, with only what the transaction manager did commit recorded as committed."""
+            if not self.in_transaction:
+                return bool(await super()._commit_offsets(offsets, start_new_transaction))
+            assignment = self.assignment()
+            offsets = {tp: offset for tp, offset in offsets.items() if tp in assignment}
+            committed = await self.transactions.commit_current(offsets, start_new_transaction) if offsets else {}
+            if committed:
+                self.app.tables.on_commit(committed)
+                self._committed_offset.update(committed)
+                self.app.monitor.on_tp_commit(committed)
+            return bool(committed)
+
         def _new_offset(self, tp: TP) -> int | None:
             acked, committed = self._acked[tp], self._committed_offset[tp]
             if acked and committed is not None and min(acked) > committed \
@@ -180,7 +215,9 @@ def consistent_delivery(base: type[Any], *, stall_check_s: float) -> type[Any]:
             """Faust's seek to the committed offsets, with the read offset one before each (the last one
             read, as the delivery loop keeps it), so that a gap right at the committed offset is seen."""
             async with self._delivery_lock:
-                committed = {TP(tp.topic, tp.partition): offset for tp, offset in (await self.seek_to_committed()).items()}
+                self._seeks.clear()  # every partition is sought to its commit here
+                sought = await self.seek_to_committed()
+                committed = {TP(tp.topic, tp.partition): offset for tp, offset in sought.items()}
                 for tp, offset in (await self._first_offsets(committed)).items():
                     await super().seek(tp, offset)  # aiokafka seeks only committed offsets above 0
                     committed[tp] = offset
@@ -206,9 +243,28 @@ def consistent_delivery(base: type[Any], *, stall_check_s: float) -> type[Any]:
 
         async def seek(self, partition: TP, offset: int) -> None:
             async with self._delivery_lock:
-                await super().seek(partition, offset)
-                self._read_offset[TP(partition.topic, partition.partition)] = offset - 1 if offset else None
-                self._new_epoch([partition])
+                await self._seek_held(partition, offset)
+
+        async def _seek_held(self, partition: TP, offset: int) -> None:
+            await super().seek(partition, offset)
+            self._read_offset[TP(partition.topic, partition.partition)] = offset - 1 if offset else None
+            self._new_epoch([partition])
+
+        def read_again(self, tps: Iterable[Any]) -> dict[TP, int]:
+            """Forgets what was delivered and acked of these partitions since their commit, at once, and has
+            the delivery loop seek them back to it before its next fetch (the caller, the agent whose batch
+            failed, may be what the loop waits on). Returns the offsets they are read again from."""
+            assigned = self.assignment()
+            offsets: dict[TP, int] = {}
+            for tp in (TP(tp.topic, tp.partition) for tp in tps):
+                committed = self._committed_offset.get(tp)
+                if tp in assigned and committed is not None:
+                    self._acked.pop(tp, None)
+                    self._acked_index.pop(tp, None)
+                    offsets[tp] = committed
+            self._new_epoch(offsets)
+            self._seeks.update(offsets)
+            return offsets
 
         async def seek_wait(self, partitions: Mapping[TP, int]) -> None:
             async with self._delivery_lock:
@@ -255,6 +311,12 @@ def consistent_delivery(base: type[Any], *, stall_check_s: float) -> type[Any]:
                 raise
 
         async def _fetch_and_deliver(self) -> None:
+            if self._seeks:
+                seeks, self._seeks = self._seeks, {}
+                assigned = self.assignment()
+                for tp, offset in seeks.items():
+                    if tp in assigned:
+                        await self._seek_held(tp, offset)
             epochs = dict(self._epochs)
             records, active = await self._wait_next_records(1.0)
             if not records or self.should_stop:

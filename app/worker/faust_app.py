@@ -9,6 +9,8 @@ benchmark's framework ceiling runs with exactly the worker's settings.
 """
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import socket
 from time import monotonic
@@ -16,6 +18,8 @@ from typing import Any
 
 import faust
 from faust.sensors.prometheus import PrometheusMonitor, setup_prometheus_sensors
+from faust.transport.producer import ProducerBuffer
+from faust.types.tuples import FutureMessage
 from faust.web import Web
 from faust.web.drivers.aiohttp import Web as AiohttpWeb
 
@@ -28,7 +32,7 @@ from .consumer import consistent_delivery
 from .state_store import RocksMemory
 from .state_table import state_table
 
-__all__ = ["new_app", "IngestflowApp", "OwnPagesOnly", "QuietWorker", "LeanPrometheusMonitor", "prometheus_sensors"]
+__all__ = ["new_app", "DrainingBuffer", "IngestflowApp", "OwnPagesOnly", "QuietWorker", "LeanPrometheusMonitor", "prometheus_sensors"]
 
 
 class OwnPagesOnly(AiohttpWeb):
@@ -41,6 +45,42 @@ class OwnPagesOnly(AiohttpWeb):
     production_blueprints = ()
     debug_blueprints = ()
     optional_blueprints = ()
+
+
+class DrainingBuffer(ProducerBuffer):
+    """Faust's producer buffer (the changelog records of table writes wait there for a background task to
+    hand them to the producer), with a flush that returns once every record queued was handed over.
+    Faust's returns when the queue is empty, while the record taken last may still be on its way, and
+    gives up whenever one hand-over takes more than 0.1 s (a slow or distant broker): the commit gate
+    (app/worker/commit_gate.py) then committed a transaction without records of a batch it had acked."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self._handing_over = 0
+
+    async def _send_pending(self, fut: FutureMessage) -> None:
+        self._handing_over += 1
+        try:
+            await super()._send_pending(fut)
+        finally:
+            self._handing_over -= 1
+
+    async def flush(self) -> None:
+        while self.size or self._handing_over:
+            if self.state != "running":
+                raise RuntimeError("Cannot flush: Producer not Running")
+            self.message_sent.clear()
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self.message_sent.wait(), timeout=0.1)
+
+
+def draining_buffer(app: faust.App) -> DrainingBuffer:
+    """The app producer's buffer, replaced by a DrainingBuffer before the producer starts it."""
+    producer: Any = app.producer
+    buffer = DrainingBuffer(loop=producer.loop, beacon=producer.beacon)
+    buffer.app = app
+    producer.buffer = buffer
+    return buffer
 
 
 class IngestflowApp(faust.App):
@@ -90,7 +130,7 @@ def new_app(settings: Settings, *, app_id: str | None = None, web: bool = True) 
             consistent_delivery(app.transport.Consumer, stall_check_s=settings.stall_check_s))
     # Table writes queue changelog messages in Faust's producer buffer; at its default bound of 100 the
     # streams pause to drain it every hundred writes. A batch of ours writes more than that at once.
-    app.producer.buffer.max_messages = 10_000
+    draining_buffer(app).max_messages = 10_000
     return app
 
 

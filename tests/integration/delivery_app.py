@@ -9,6 +9,9 @@ appends "partition offset" of every record it is given to a file, with one fault
 - `lose-one`: the record at offset 50 of partition 0 never reaches the stream, once (a delivery lost for
   whatever reason).
 - `lose-first`: the same for the record at offset 0, before the group has committed anything.
+- `raise-once`: the agent takes batches and counts each record in a table, under the worker's commit gate;
+  once, the batch holding offset 50 of partition 0 raises after its table writes. Each batch handled
+  appends "count <partition> <table count>" too.
 - `none`: no fault (the second instance).
 
 Settings come from the environment like the worker's (WORKER_APP_ID, WORKER_PORT, STALL_CHECK_S, ...).
@@ -21,7 +24,11 @@ from pathlib import Path
 from typing import Any
 
 from ingestflow.app.core.settings import Settings
+from ingestflow.app.worker.commit_gate import CommitGate, gated_transactions
+from ingestflow.app.worker.consumer import delivered_now
+from ingestflow.app.worker.failed_batches import FailedBatches
 from ingestflow.app.worker.faust_app import QuietWorker, new_app, prometheus_sensors
+from ingestflow.app.worker.table_event import for_tables
 
 DELIVERED_BEFORE_SEEK = 20
 LOST_OFFSETS = {"lose-one": 50, "lose-first": 0}
@@ -31,9 +38,11 @@ topic_name, partitions, out_path, fault = sys.argv[1], int(sys.argv[2]), sys.arg
 settings = Settings.from_env()
 app = new_app(settings)
 prometheus_sensors(app)
+gate = CommitGate(lambda: app.producer.buffer.flush(), current=lambda event: delivered_now(app, event))
+setattr(app.transport, "TransactionManager", gated_transactions(gate))  # as the worker (app/worker/app.py)
 source = app.topic(topic_name, partitions=partitions, key_type=bytes, value_type=bytes, key_serializer="raw",
                    value_serializer="raw")
-app.Table("marks", default=int, partitions=partitions)  # a table: recovery runs as in the worker
+marks = app.Table("marks", default=int, partitions=partitions)  # a table: recovery runs as in the worker
 out = Path(out_path)
 base: Any = app.transport.Consumer
 
@@ -80,8 +89,28 @@ setattr(app.transport, "Consumer", ForcingConsumer)
 processed = 0
 
 
-@app.agent(source, name="record")
-async def record(stream: Any) -> None:
+async def record_batches(stream: Any) -> None:
+    failed_batches = FailedBatches(app, "record")
+    raised = False
+    async for events in stream.take_events(100, within=0.2):
+        async with failed_batches.read_again_on_error(events):
+            async with gate.writes() as current:
+                events = [event for event in events if current(event)]
+                for event in events:
+                    for_tables(event)
+                    marks[str(event.message.partition)] += 1
+            if not raised and any((e.message.partition, e.message.offset) == (0, 50) for e in events):
+                raised = True
+                raise RuntimeError("forced failure after the batch's table writes")
+            with out.open("a") as f:
+                for event in events:
+                    f.write(f"{event.message.partition} {event.message.offset}\n")
+                for partition in sorted({event.message.partition for event in events}):
+                    for_tables(next(e for e in events if e.message.partition == partition))
+                    f.write(f"count {partition} {marks[str(partition)]}\n")
+
+
+async def record_each(stream: Any) -> None:
     global processed
     async for event in stream.events():
         with out.open("a") as f:
@@ -93,6 +122,8 @@ async def record(stream: Any) -> None:
                 consumer: Any = app.consumer
                 consumer.armed = True
 
+
+app.agent(source, name="record")(record_batches if fault == "raise-once" else record_each)
 
 if __name__ == "__main__":
     QuietWorker(app, loglevel="INFO", redirect_stdouts=False).execute_from_commandline()

@@ -5,6 +5,7 @@ record processed and the group's committed offsets at the end of the topic."""
 from __future__ import annotations
 
 import os
+import re
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -42,7 +43,7 @@ async def backlog(bootstrap: str, app_id: str, partitions: int, per_partition: i
 
 def processed(*outs: Path) -> set[tuple[int, int]]:
     return {(int(p), int(o)) for out in outs if out.exists()
-            for p, o in (line.split() for line in out.read_text().splitlines())}
+            for p, o in (line.split() for line in out.read_text().splitlines() if not line.startswith("count"))}
 
 
 async def every_record_processed_and_committed(apps: list[Any], app_id: str, topic: str, outs: list[Path],
@@ -61,17 +62,27 @@ async def every_record_processed_and_committed(apps: list[Any], app_id: str, top
         raise
 
 
+async def one_partition_through(spawn: Callable[..., Any], env_factory: Callable[..., dict[str, str]], app_id: str,
+                                port: int, fault: str, out: Path, stall_check_s: float = 1) -> tuple[Any, str]:
+    """300 records in one partition through the app with `fault`, until every one is processed and
+    committed; returns the app and the topic."""
+    env = app_env(env_factory, app_id, port, stall_check_s=stall_check_s)
+    topic, expected = await backlog(env["KAFKA_BOOTSTRAP_SERVERS"], app_id, partitions=1, per_partition=300)
+    app = spawn([topic, "1", str(out), fault], env, name="delivery", module=APP)
+    await every_record_processed_and_committed([app], app_id, topic, [out], expected)
+    return app, topic
+
+
+async def metrics_of(port: int) -> str:
+    async with aiohttp.ClientSession() as session, session.get(f"http://127.0.0.1:{port}/metrics") as response:
+        return await response.text()
+
+
 async def test_a_partition_left_behind_by_a_lost_delivery_is_sought_back_by_the_watchdog(
         spawn: Callable[..., Any], env_factory: Callable[..., dict[str, str]], unique: str, tmp_path: Path) -> None:
-    app_id = f"delivery-lost-{unique}"
-    env = app_env(env_factory, app_id, 18722, stall_check_s=1)
-    topic, expected = await backlog(env["KAFKA_BOOTSTRAP_SERVERS"], app_id, partitions=1, per_partition=300)
-    out = tmp_path / "processed.txt"
-    app = spawn([topic, "1", str(out), "lose-one"], env, name="delivery", module=APP)
-    await every_record_processed_and_committed([app], app_id, topic, [out], expected)
-    async with aiohttp.ClientSession() as session, session.get("http://127.0.0.1:18722/metrics") as response:
-        metrics = await response.text()
-    assert f'ingestflow_partition_stalls_total{{partition="0",topic="{topic}"}} 1.0' in metrics
+    app, topic = await one_partition_through(spawn, env_factory, f"delivery-lost-{unique}", 18722, "lose-one",
+                                             tmp_path / "processed.txt")
+    assert f'ingestflow_partition_stalls_total{{partition="0",topic="{topic}"}} 1.0' in await metrics_of(18722)
     assert f"partition {topic}[0] stalled at committed offset 50" in app.log.read_text()
 
 
@@ -79,13 +90,24 @@ async def test_a_delivery_lost_before_the_group_committed_anything_is_read_again
         spawn: Callable[..., Any], env_factory: Callable[..., dict[str, str]], unique: str, tmp_path: Path) -> None:
     """A partition the group never committed has no committed offset to hold a commit back or to seek to
     (aiokafka's seek to the committed offsets skips it): the first record's loss was committed over."""
-    app_id, port = f"delivery-first-{unique}", 18728
-    env = app_env(env_factory, app_id, port, stall_check_s=1)
-    topic, expected = await backlog(env["KAFKA_BOOTSTRAP_SERVERS"], app_id, partitions=1, per_partition=300)
-    out = tmp_path / "processed.txt"
-    app = spawn([topic, "1", str(out), "lose-first"], env, name="delivery", module=APP)
-    await every_record_processed_and_committed([app], app_id, topic, [out], expected)
+    app, topic = await one_partition_through(spawn, env_factory, f"delivery-first-{unique}", 18728, "lose-first",
+                                             tmp_path / "processed.txt")
     assert f"partition {topic}[0] stalled at committed offset 0" in app.log.read_text()
+
+
+async def test_a_batch_that_failed_in_its_agent_is_rolled_back_and_read_again(
+        spawn: Callable[..., Any], env_factory: Callable[..., dict[str, str]], unique: str, tmp_path: Path) -> None:
+    """Faust acks a batch whose agent raised, and commits: its records were committed unprocessed, and the
+    table writes made before the failure were committed with the next batch. The batch is read again from
+    the commit instead, its table writes rolled back: each record counted once."""
+    out = tmp_path / "processed.txt"
+    app, topic = await one_partition_through(spawn, env_factory, f"delivery-raise-{unique}", 18729, "raise-once", out,
+                                             stall_check_s=60)
+    counts = [int(line.split()[2]) for line in out.read_text().splitlines() if line.startswith("count 0 ")]
+    assert counts[-1] == 300, f"the table counted {counts[-1]} records of 300"
+    assert 'ingestflow_batches_read_again_total{agent="record"} 1.0' in await metrics_of(18729)
+    assert re.search(rf"forced failure after the batch's table writes\); rolled back and read again from "
+                     rf"{re.escape(topic)}\[0\]@\d+", app.log.read_text())
 
 
 async def test_records_the_retention_deleted_before_they_were_processed_do_not_hold_the_partition_back(
@@ -108,8 +130,7 @@ async def test_records_the_retention_deleted_before_they_were_processed_do_not_h
     out = tmp_path / "processed.txt"
     app = spawn([topic, "1", str(out), "none"], env, name="delivery", module=APP)
     await every_record_processed_and_committed([app], app_id, topic, [out], set())
-    async with aiohttp.ClientSession() as session, session.get(f"http://127.0.0.1:{port}/metrics") as response:
-        metrics = await response.text()
+    metrics = await metrics_of(port)
     assert f'ingestflow_records_deleted_unprocessed_total{{partition="0",topic="{topic}"}} 290.0' in metrics
     assert "290 records (offsets 10 to 299) were deleted by the topic's retention" in app.log.read_text()
     # And the partition goes on with what arrives next.

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import asyncio
 from types import SimpleNamespace
+from typing import Any, cast
 
+import faust
 from faust.types import TP
 
 from ingestflow.app.worker.commit_gate import CommitGate, gated_transactions
+from ingestflow.app.worker.faust_app import draining_buffer
 
 
 async def test_a_commit_waits_for_the_batch_being_written_then_flushes_before_committing() -> None:
@@ -119,3 +122,25 @@ async def test_a_rebalance_stops_the_producers_of_partitions_handed_over_even_wh
 
 async def _no_flush() -> None:
     pass
+
+
+async def test_the_gates_flush_returns_once_every_record_queued_was_handed_to_the_producer(tmp_path: Any) -> None:
+    """Faust's buffer flush returned with the last record still on its way, and after 0.1 s of any slow
+    hand-over: a commit then went out without records of a batch it had acked."""
+    app = faust.App("draining-buffer", datadir=str(tmp_path))
+    buffer = draining_buffer(app)
+    handed_over: list[int] = []
+
+    class SlowBroker:
+        async def publish_message(self, fut: Any, wait: bool = False) -> None:
+            await asyncio.sleep(0.3)
+            handed_over.append(fut.n)
+
+    await buffer.start()
+    try:
+        for n in range(3):
+            buffer.put(cast(Any, SimpleNamespace(n=n, message=SimpleNamespace(channel=SlowBroker()))))
+        await buffer.flush()
+        assert handed_over == [0, 1, 2]
+    finally:
+        await buffer.stop()

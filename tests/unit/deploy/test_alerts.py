@@ -74,4 +74,4 @@ def test_prometheus_sh_config_loads_the_rules(promtool: str, tmp_path: Path) -> 
     shutil.copy(PROMETHEUS / "alerts.yml", tmp_path / "alerts.yml")
     result = run(promtool, "check", "config", str(tmp_path / "prometheus.yml"))
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "12 rules found" in result.stdout
+    assert "13 rules found" in result.stdout
