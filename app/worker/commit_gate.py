@@ -1,12 +1,12 @@
 """Keeps each batch's table writes inside one Kafka transaction under exactly-once.
 
-A Faust table write queues its changelog record in the app's producer buffer; a background task hands it
-to the transactional producer later. Faust's exactly-once commit (`TransactionManager.commit`) commits the
-acked offsets without first emptying that buffer (its at-least-once path does flush), so records of an
-acked batch could still sit in the buffer, land in the *next* transaction, and be lost with it if the
-worker dies or the partition is revoked before that one commits: offsets committed, state not. The gate
-closes that gap: an agent writes a batch's tables and hands the records over under the gate, and a commit
-takes the gate and empties the buffer before committing. So a commit sees every record of a batch or none.
+A batch's table writes wait in the stores until the commit sends them to the changelogs in the partition's
+transaction (app/worker/changelog_batches.py); records an agent sends to other topics go through the app's
+producer buffer, which a background task hands to the transactional producer later, and Faust's
+exactly-once commit (`TransactionManager.commit`) does not empty that buffer first (its at-least-once path
+does flush). The gate keeps both whole: an agent writes a batch's tables and hands its records over under
+the gate, and a commit takes the gate, empties the buffer and sends the tables' changes before committing.
+So a commit sees every write and record of a batch or none: never a dedup key without its counts.
 
 The commit is also where table state follows Kafka (app/worker/state_store.py): after a partition's
 transaction commits, its writes reach RocksDB with their changelog offset; a fenced transaction's writes
@@ -41,6 +41,7 @@ from aiokafka import TopicPartition
 from aiokafka.errors import ProducerFenced
 from faust.transport.consumer import TransactionManager
 
+from .changelog_batches import send_pending
 from .state_table import expire_partition, stores_of_group
 
 __all__ = ["CommitGate", "Current", "all_current", "gated_transactions"]
@@ -163,6 +164,14 @@ def gated_transactions(gate: CommitGate) -> type[TransactionManager]:
                     found[self._tid(tp)] = (TopicPartition(tp.topic, tp.partition), committed)
             return dict(found.values())
 
+        async def _send_changelogs(self, tid: str, tables: list[Any], partition: int) -> None:
+            """The tables' changes of the partition into its open transaction, just before it commits."""
+            producer: Any = self.producer
+            transaction_producer = producer._transaction_producers.get(tid)
+            if transaction_producer is not None:
+                async with producer._trn_locks[tid]:
+                    await send_pending(transaction_producer, tables, partition)
+
         def _tid(self, tp: Any) -> str:
             return f"{self.app.conf.id}-{self.app.assignor.group_for_topic(tp.topic)}-{tp.partition}"
 
@@ -182,6 +191,7 @@ def gated_transactions(gate: CommitGate) -> type[TransactionManager]:
 
             async def commit_one(tid: str, partition: int, tp_offsets: dict[Any, int]) -> ProducerFenced | None:
                 try:
+                    await self._send_changelogs(tid, tables[tid], partition)
                     await self.producer.commit_transactions({tid: tp_offsets}, app.conf.id,
                                                             start_new_transaction=start_new_transaction)
                 except ProducerFenced as exc:

@@ -54,6 +54,8 @@ from faust.types import TP
 
 from ingestflow.app.core.observability import PARTITION_STALLS, RECORDS_DELETED_UNPROCESSED
 
+from . import eager
+
 __all__ = ["counts_for_commit", "consistent_delivery", "delivered_now", "PartitionState", "is_stalled", "gap_covers",
            "deleted_unprocessed"]
 
@@ -356,14 +358,19 @@ def consistent_delivery(base: type[Any], *, stall_check_s: float) -> type[Any]:
             if self._commit_every is not None and self._n_acked >= self._commit_every:
                 self._n_acked = 0
                 await self.commit()
+            if not self.flow_active:  # suspended while committing or recording a gap
+                return False
             self._delivering = message
             try:
-                delivery = self.callback(message)
-                results = await self.wait_first(delivery, self.suspend_flow.wait())
+                # A delivery that does not wait (the stream's buffer has room) costs no task; one that waits
+                # races a suspended flow, as in Faust.
+                delivered, rest = eager.start(self.callback(message))
+                if not delivered:
+                    results = await self.wait_first(rest, self.suspend_flow.wait())
+                    if results.stopped or rest not in results.done:
+                        return False
             finally:
                 self._delivering = None
-            if results.stopped or delivery not in results.done:
-                return False
             self._read_offset[tp] = offset
             return True
 

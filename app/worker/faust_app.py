@@ -48,8 +48,8 @@ class OwnPagesOnly(AiohttpWeb):
 
 
 class DrainingBuffer(ProducerBuffer):
-    """Faust's producer buffer (the changelog records of table writes wait there for a background task to
-    hand them to the producer), with a flush that returns once every record queued was handed over.
+    """Faust's producer buffer (records agents send wait there for a background task to hand them to the
+    producer), with a flush that returns once every record queued was handed over.
     Faust's returns when the queue is empty, while the record taken last may still be on its way, and
     gives up whenever one hand-over takes more than 0.1 s (a slow or distant broker): the commit gate
     (app/worker/commit_gate.py) then committed a transaction without records of a batch it had acked."""
@@ -111,9 +111,9 @@ def new_app(settings: Settings, *, app_id: str | None = None, web: bool = True) 
         web_port=settings.worker_port,
         web_in_thread=False,
         producer_acks=-1,
-        # Changelog records go out in batches of up to 50 ms instead of one produce request per table write:
-        # +50% on bench/bench_pipeline.py. Commits still wait for every record (a transaction's commit
-        # flushes the producer), so this adds latency only within the 1 s commit interval.
+        # Records agents send (dead letters, notifications) share produce requests of up to 50 ms. Commits
+        # still wait for every record (a transaction's commit flushes the producer); table changes go to
+        # their changelogs with the commit itself (app/worker/changelog_batches.py).
         producer_linger=0.05,
         # Stated, not left to Faust's default or its PRODUCER_MAX_REQUEST_SIZE variable: the archive's pending
         # values (tables/archive_pending.py) and the dead letters (schemas/dead_letters.py) are bounded by it.
@@ -128,8 +128,8 @@ def new_app(settings: Settings, *, app_id: str | None = None, web: bool = True) 
     )
     setattr(app.transport, "Consumer",  # this app's only
             consistent_delivery(app.transport.Consumer, stall_check_s=settings.stall_check_s))
-    # Table writes queue changelog messages in Faust's producer buffer; at its default bound of 100 the
-    # streams pause to drain it every hundred writes. A batch of ours writes more than that at once.
+    # At Faust's default bound of 100 the streams pause to drain the buffer every hundred records sent; a
+    # batch may send more than that (dead letters, and changelog records when not exactly-once).
     draining_buffer(app).max_messages = 10_000
     return app
 

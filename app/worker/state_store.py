@@ -129,6 +129,14 @@ class StateStore(faust_rocksdb.Store):
 
     # --- transactions ---------------------------------------------------------------------------------
 
+    @property
+    def transactional(self) -> bool:
+        return self._transactional
+
+    def pending_changes(self, partition: int) -> dict[bytes, bytes | None]:
+        """The partition's writes since its last commit, the last value per key (None deletes)."""
+        return self._pending.get(partition, {})
+
     def note_sent(self, partition: int, offset: int) -> None:
         """A changelog record of this table reached Kafka at `offset` (in the open transaction)."""
         if self._transactional:

@@ -35,11 +35,13 @@ def state_table(memory: RocksMemory) -> type[faust.Table[Any, Any]]:
                               value_type=self.value_type, loop=self.loop, options=self.options, memory=memory)
 
         def on_key_set(self, key: Any, value: Any) -> None:
-            self.send_changelog(self.partition_for_key(key), key, value)
+            if not self.store.transactional:  # else sent with the commit (app/worker/changelog_batches.py)
+                self.send_changelog(self.partition_for_key(key), key, value)
             self._sensor_on_set(self, key, value)
 
         def on_key_del(self, key: Any) -> None:
-            self.send_changelog(self.partition_for_key(key), key, value=None, value_serializer="raw")
+            if not self.store.transactional:
+                self.send_changelog(self.partition_for_key(key), key, value=None, value_serializer="raw")
             self._sensor_on_del(self, key)
 
         def _on_changelog_sent(self, fut: Any) -> None:
@@ -52,8 +54,9 @@ def state_table(memory: RocksMemory) -> type[faust.Table[Any, Any]]:
         def expire(self, partition: int, now: float, limit: int = EXPIRE_BATCH) -> int:
             """Tombstones and store deletes for up to `limit` keys of closed windows; returns how many."""
             entries = self._expired(partition, now, limit)
-            for _, key in entries:
-                self.send_changelog(partition, key, None, key_serializer="raw", value_serializer="raw")
+            if not self.store.transactional:
+                for _, key in entries:
+                    self.send_changelog(partition, key, None, key_serializer="raw", value_serializer="raw")
             self.store.forget(partition, entries)
             return len(entries)
 
