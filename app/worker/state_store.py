@@ -131,7 +131,7 @@ class StateStore(faust_rocksdb.Store):
 
     @property
     def transactional(self) -> bool:
-        return self._transactional
+        return bool(self._transactional)
 
     def pending_changes(self, partition: int) -> dict[bytes, bytes | None]:
         """The partition's writes since its last commit, the last value per key (None deletes)."""
