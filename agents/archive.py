@@ -165,7 +165,7 @@ class Processor:
                     record = item.archived()
                     print_ = archive_seen.fingerprint(record)  # serialized here, so it can be archived later
             except Exception as exc:  # pure functions: whatever fails here is the record's own fault
-                await self.dead_letters.send(event, exc, agent=AGENT)
+                await self.dead_letters.send(event.message, exc, agent=AGENT)
                 continue
             if isinstance(item, schema.Control) and item.action == "flush-all":
                 for user in self._users_of(message.partition, entries):
@@ -259,7 +259,7 @@ def register(app: Any, *, records: Any, dead_letters: DeadLetters, table: Any, s
              state: ArchiveState, producer: Producer, clock: Clock, settings: Any, gate: CommitGate) -> Any:
     """The archive agent and its buffer timer (the worker, app/worker/app.py, builds and starts the clients)."""
     async def reject(event: Any, error: BaseException) -> None:
-        await dead_letters.send(event, error, agent=AGENT)
+        await dead_letters.send(event.message, error, agent=AGENT)
 
     # One actor per partition (isolated_partitions): a slow upload holds back only its own partition.
     @app.agent(records, name=AGENT, isolated_partitions=True)

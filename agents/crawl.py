@@ -51,7 +51,7 @@ def register(app: Any, *, items: Any, dead_letters: DeadLetters, store: Store) -
                  report.updated, report.unchanged, extra={"trace_ids": tracing.distinct(traces)})
 
     async def reject(pair: tuple[Any, CrawlItem], error: BaseException) -> None:
-        await dead_letters.send(pair[0], error, agent=AGENT)
+        await dead_letters.send(pair[0].message, error, agent=AGENT)
 
     failed_batches = FailedBatches(app, AGENT)
 
@@ -64,7 +64,7 @@ def register(app: Any, *, items: Any, dead_letters: DeadLetters, store: Store) -
                     try:
                         good.append((event, decode(event.value, utc_from_ms(int(event.message.timestamp * 1000)))))
                     except Exception as exc:  # decoding is pure: whatever fails here is the record's own fault
-                        await dead_letters.send(event, exc, agent=AGENT)
+                        await dead_letters.send(event.message, exc, agent=AGENT)
                 # An item PostgreSQL refuses for its content is found and dead-lettered; the rest is written.
                 await write_isolating(good, upsert, reject, what="upsert crawl items")
                 observe_batch(AGENT, events)

@@ -25,9 +25,9 @@ __all__ = ["DeadLetters", "source_of"]
 log = logging.getLogger(__name__)
 
 
-def source_of(event: Any) -> contract.Source:
-    """The record an event was read from, its key, value and headers as they were on the wire."""
-    m = event.message
+def source_of(message: Any) -> contract.Source:
+    """Where a consumed Faust message was read, its key, value and headers as they were on the wire."""
+    m = message
     headers = m.headers.items() if isinstance(m.headers, Mapping) else (m.headers or ())
     return contract.Source(topic=m.topic, partition=m.partition, offset=m.offset,
                            timestamp_ms=round(m.timestamp * 1000), key=_raw(m.key), value=_raw(m.value),
@@ -43,8 +43,9 @@ class DeadLetters:
         delivered = await self._topic.send(key=record.key, value=record.value, headers=record.headers)
         await delivered
 
-    async def send(self, event: Any, error: BaseException, *, agent: str) -> None:
-        source = source_of(event)
+    async def send(self, message: Any, error: BaseException, *, agent: str) -> None:
+        """Dead-letters the consumed record `message` (a Faust message) for `error`."""
+        source = source_of(message)
         failure = contract.Failure(type=type(error).__name__, message=str(error), worker=self._worker,
                                    field=error.field if isinstance(error, ValidationError) else None)
         for record in contract.envelopes(source, failure):
@@ -52,7 +53,7 @@ class DeadLetters:
         DEAD_LETTERED.labels(topic=source.topic).inc()
         PROCESSED.labels(agent=agent, outcome="dead-lettered").inc()
         log.warning("dead-lettered %s:%d:%d: %s: %s", source.topic, source.partition, source.offset,
-                    failure.type, failure.message[:300], extra={"trace_id": tracing.of_message(event.message)})
+                    failure.type, failure.message[:300], extra={"trace_id": tracing.of_message(message)})
 
 
 def _raw(data: Any) -> bytes | None:

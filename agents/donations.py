@@ -104,7 +104,7 @@ def register(app: Any, *, webhooks: Any, notifications: Any, dead_letters: DeadL
         log.info("stripe event %s recorded: %s", row.stripe_event_id, row.status, extra={"trace_id": trace})
 
     async def reject(event: Any, error: BaseException) -> None:
-        await dead_letters.send(event, error, agent=AGENT)
+        await dead_letters.send(event.message, error, agent=AGENT)
 
     failed_batches = FailedBatches(app, AGENT)
 

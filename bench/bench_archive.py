@@ -73,7 +73,7 @@ class NoDeadLetters(DeadLetters):
     def __init__(self) -> None:
         super().__init__(None, worker="bench")
 
-    async def send(self, event: Any, error: BaseException, *, agent: str) -> None:
+    async def send(self, message: Any, error: BaseException, *, agent: str) -> None:
         raise AssertionError(f"the benchmark's records are all valid: {error}")
 
 

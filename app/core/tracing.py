@@ -14,7 +14,7 @@ from typing import Any
 
 from ingestflow.schemas.topics import TRACE_ID_HEADER
 
-__all__ = ["HEADER", "MAX_LENGTH", "is_valid", "from_http", "headers", "of_message", "of_events", "distinct"]
+__all__ = ["HEADER", "MAX_LENGTH", "is_valid", "from_http", "headers", "of_message", "of_messages", "of_events", "distinct"]
 
 HEADER = TRACE_ID_HEADER
 MAX_LENGTH = 64
@@ -63,6 +63,11 @@ def distinct(trace_ids: Iterable[str | None]) -> list[str]:
     return list(dict.fromkeys(t for t in trace_ids if t is not None))
 
 
+def of_messages(messages: Iterable[Any]) -> list[str]:
+    """The distinct trace ids of these consumed records (Faust messages or aiokafka records)."""
+    return distinct(of_message(message) for message in messages)
+
+
 def of_events(events: Iterable[Any]) -> list[str]:
     """The distinct trace ids of these Faust events."""
-    return distinct(of_message(event.message) for event in events)
+    return of_messages(event.message for event in events)

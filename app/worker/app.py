@@ -88,8 +88,7 @@ def build_app(settings: Settings, *, events_partitions: int) -> faust.App:
         view_guard=view_guard.define(app, partitions=parts),
         catalog=rule_catalog.define(app, partitions=parts),
         trending=rule_trending.define(app, partitions=parts))
-    events_and_rules = app.topic(topics.EVENTS.name, topics.RULES.name, partitions=parts, key_type=bytes,
-                                 value_type=bytes, key_serializer="raw", value_serializer="raw")
+    events_and_rules = app.chunked_topic(topics.EVENTS.name, topics.RULES.name, partitions=parts)
     rule_metrics.register(
         app, channel=events_and_rules, dead_letters=dead_letters, tables=analytics_tables, gate=gate,
         options=rule_metrics.Options(rules_topic=topics.RULES.name,

@@ -50,11 +50,15 @@ from typing import Any, cast
 
 from aiokafka import TopicPartition
 from aiokafka.errors import IllegalStateError
+from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
 from faust.types import TP
+from faust.types.tuples import ack_lock
+from mode.utils.futures import notify
 
 from ingestflow.app.core.observability import PARTITION_STALLS, RECORDS_DELETED_UNPROCESSED
 
 from . import eager
+from .chunks import CHUNK_RECORDS, Chunk, offsets_of
 
 __all__ = ["counts_for_commit", "consistent_delivery", "delivered_now", "PartitionState", "is_stalled", "gap_covers",
            "deleted_unprocessed"]
@@ -62,6 +66,7 @@ __all__ = ["counts_for_commit", "consistent_delivery", "delivered_now", "Partiti
 log = logging.getLogger(__name__)
 
 EPOCH = "delivery_epoch"  # the attribute each delivered message carries
+FETCH_MAX_WAIT_MS = 500
 
 
 def counts_for_commit(message_epoch: int | None, current_epoch: int, message_generation: int | None,
@@ -123,6 +128,18 @@ def gap_covers(intervals: Iterable[Any], start: int, end: int) -> bool:
     return reached >= end
 
 
+class ShortPollThread(AIOKafkaConsumerThread):
+    """Faust's consumer thread, with the broker's wait for a fetch with no new records (`fetch.max.wait.ms`)
+    at Kafka's default of 0.5 s instead of Faust's 1.5 s. The broker answers one connection's requests in
+    order, so every offset lookup of a rebalance (the changelogs' ends, the first offsets of partitions
+    with no commit) waited behind an idle fetch: up to 1.5 s each, seconds of every start and rebalance."""
+
+    def _create_worker_consumer(self, transport: Any) -> Any:
+        consumer = super()._create_worker_consumer(transport)
+        consumer._fetch_max_wait_ms = FETCH_MAX_WAIT_MS  # read by the fetcher aiokafka makes at start
+        return consumer
+
+
 def consistent_delivery(base: type[Any], *, stall_check_s: float) -> type[Any]:
     """The transport's consumer class with the delivery loop, seeks, acks and watchdog described above."""
 
@@ -158,7 +175,29 @@ def consistent_delivery(base: type[Any], *, stall_check_s: float) -> type[Any]:
             if not self.delivered_now(message):
                 self._unacked_messages.discard(message)  # done with, and read again after the seek
                 return False
+            if isinstance(message, Chunk):
+                return self._ack_chunk(message)
             return bool(super().ack(message))
+
+        def _ack_chunk(self, chunk: Chunk) -> bool:
+            """Faust's ack, for every record of the chunk."""
+            with ack_lock:
+                if chunk.acked:
+                    return False
+                chunk.acked = True
+                self._unacked_messages.discard(chunk)
+                if not self.app.topics.acks_enabled_for(chunk.topic):
+                    return False
+                tp = chunk.tp
+                committed = self._committed_offset[tp]
+                index = self._acked_index[tp]
+                new = [offset for offset in chunk.offsets
+                       if (committed is None or offset >= committed) and offset not in index]
+                index.update(new)
+                self._acked[tp].extend(new)
+                self._n_acked += len(new)
+                notify(self._waiting_for_ack)
+                return bool(new)
 
         async def on_partitions_revoked(self, revoked: set[TP]) -> None:
             self._new_epoch(revoked)
@@ -285,6 +324,11 @@ def consistent_delivery(base: type[Any], *, stall_check_s: float) -> type[Any]:
             consumer = self._thread._ensure_consumer()
             return cast(Mapping[TP, int], await self._thread.call_thread(consumer.end_offsets, list(partitions)))
 
+        # --- the consumer thread ----------------------------------------------------------------------
+
+        def _new_consumer_thread(self) -> Any:
+            return ShortPollThread(self, loop=self.loop, beacon=self.beacon)
+
         # --- the delivery loop ------------------------------------------------------------------------
 
         async def _drain_messages(self, fetcher: Any) -> None:
@@ -325,19 +369,27 @@ def consistent_delivery(base: type[Any], *, stall_check_s: float) -> type[Any]:
             if not records or self.should_stop:
                 return
             generation = self.app.consumer_generation_id
+            chunked = getattr(self.app, "chunked_topics", ())
             self._pending_tps = set(records)
             try:
-                for n, (tp, record) in enumerate(self.scheduler.iterate(records)):
-                    if (not self.flow_active or self.app.consumer_generation_id != generation
-                            or self._epochs.get(tp, 0) != epochs.get(tp, 0)):
-                        return  # a rebalance or seek: the rest is read again after the seek that follows
-                    if active is not None and tp not in active and tp not in self._buffered_partitions:
-                        continue
-                    try:
-                        highwater = self.highwater(tp)
-                    except AssertionError:  # revoked by the consumer thread before the flow stopped
+                for tp in [tp for tp in records if tp.topic in chunked]:
+                    fetched = records.pop(tp)
+                    for at in range(0, len(fetched), CHUNK_RECORDS):
+                        go = self._may_deliver(tp, epochs, generation, active)
+                        if go is None:
+                            return
+                        if not go:
+                            break
+                        if not await self._deliver_chunk(tp, fetched[at:at + CHUNK_RECORDS], epochs.get(tp, 0),
+                                                         generation):
+                            return
+                for n, (tp, record) in enumerate(self.scheduler.iterate(
+                        {tp: batch for tp, batch in records.items() if tp.topic not in chunked})):
+                    go = self._may_deliver(tp, epochs, generation, active)
+                    if go is None:
                         return
-                    self.app.monitor.track_tp_end_offset(tp, highwater)
+                    if not go:
+                        continue
                     message = self._to_message(tp, record)
                     setattr(message, EPOCH, epochs.get(tp, 0))
                     if not await self._deliver(tp, message):
@@ -347,6 +399,21 @@ def consistent_delivery(base: type[Any], *, stall_check_s: float) -> type[Any]:
             finally:
                 self._pending_tps = set()
 
+        def _may_deliver(self, tp: TP, epochs: Mapping[TP, int], generation: int, active: set[TP] | None) -> bool | None:
+            """True to deliver the partition's fetched records, False to skip them (paused), None to stop
+            delivering the fetch: a rebalance or seek came first, and the rest is read again after it."""
+            if (not self.flow_active or self.app.consumer_generation_id != generation
+                    or self._epochs.get(tp, 0) != epochs.get(tp, 0)):
+                return None
+            if active is not None and tp not in active and tp not in self._buffered_partitions:
+                return False
+            try:
+                highwater = self.highwater(tp)
+            except AssertionError:  # revoked by the consumer thread before the flow stopped
+                return None
+            self.app.monitor.track_tp_end_offset(tp, highwater)
+            return True
+
         async def _deliver(self, tp: TP, message: Any) -> bool:
             """Hands one record to the streams; False when the flow stopped first (it is not marked read)."""
             offset = message.offset
@@ -355,6 +422,28 @@ def consistent_delivery(base: type[Any], *, stall_check_s: float) -> type[Any]:
                 return True  # delivered before this batch was fetched again
             if read is not None and offset - read > 1 and self.app.topics.acks_enabled_for(message.topic):
                 await self._add_gap(tp, read + 1, offset - 1)  # offsets with no record (markers, compaction)
+            return await self._hand_over(tp, message)
+
+        async def _deliver_chunk(self, tp: TP, records: list[Any], epoch: int, generation: int) -> bool:
+            """Hands a partition's fetched records to the streams as one chunk (app/worker/chunks.py), with the
+            offsets between them recorded as gaps; False when the flow stopped first."""
+            read = self._read_offset[tp]
+            if read is not None and records[0].offset <= read:
+                records = [record for record in records if record.offset > read]  # delivered before a seek
+                if not records:
+                    return True
+            if self.app.topics.acks_enabled_for(tp.topic):
+                before = read
+                if before is None or records[-1].offset - before != len(records):  # not consecutive from `read`
+                    for record in records:
+                        if before is not None and record.offset - before > 1:
+                            await self._add_gap(tp, before + 1, record.offset - 1)
+                        before = record.offset
+            chunk = Chunk(tp, records, generation)
+            setattr(chunk, EPOCH, epoch)
+            return await self._hand_over(tp, chunk)
+
+        async def _hand_over(self, tp: TP, message: Any) -> bool:
             if self._commit_every is not None and self._n_acked >= self._commit_every:
                 self._n_acked = 0
                 await self.commit()
@@ -371,7 +460,7 @@ def consistent_delivery(base: type[Any], *, stall_check_s: float) -> type[Any]:
                         return False
             finally:
                 self._delivering = None
-            self._read_offset[tp] = offset
+            self._read_offset[tp] = message.offset
             return True
 
         # --- the watchdog -----------------------------------------------------------------------------
@@ -443,13 +532,13 @@ def consistent_delivery(base: type[Any], *, stall_check_s: float) -> type[Any]:
 
         async def _partition_state(self, tp: TP, log_start: int | None = None) -> PartitionState:
             committed = self._committed_offset[tp]
-            in_flight = {m.offset for m in list(self._unacked_messages) if m.tp == tp}
+            in_flight = {offset for m in list(self._unacked_messages) if m.tp == tp for offset in offsets_of(m)}
             for channel in self.app.topics._tp_index.get(tp, ()):
-                in_flight.update(event.message.offset for event in list(channel.queue._queue)
-                                 if event.message.tp == tp)
+                in_flight.update(offset for event in list(channel.queue._queue) if event.message.tp == tp
+                                 for offset in offsets_of(event.message))
             delivering = self._delivering
             if delivering is not None and delivering.tp == tp:
-                in_flight.add(delivering.offset)
+                in_flight.update(offsets_of(delivering))
             gap = self._gap.get(tp)
             return PartitionState(
                 committed=committed, read=self._read_offset[tp], position=await self.position(tp),

@@ -28,11 +28,15 @@ from ingestflow.app.core.limits import MAX_RECORD_BYTES
 from ingestflow.app.core.observability import REBALANCES
 from ingestflow.app.core.settings import Settings
 
+from .chunks import Chunk
 from .consumer import consistent_delivery
 from .state_store import RocksMemory
 from .state_table import state_table
 
 __all__ = ["new_app", "DrainingBuffer", "IngestflowApp", "OwnPagesOnly", "QuietWorker", "LeanPrometheusMonitor", "prometheus_sensors"]
+
+# Chunks waiting for an agent per chunked topic: a chunk holds up to one fetch (1 MiB) of a partition.
+CHUNK_QUEUE = 32
 
 
 class OwnPagesOnly(AiohttpWeb):
@@ -84,11 +88,21 @@ def draining_buffer(app: faust.App) -> DrainingBuffer:
 
 
 class IngestflowApp(faust.App):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.chunked_topics: set[str] = set()  # delivered in chunks by the consumer (app/worker/chunks.py)
+
     def _new_web(self) -> Web:
         return OwnPagesOnly(self)
 
+    def chunked_topic(self, *names: str, partitions: int) -> Any:
+        """A raw-bytes topic (one channel over `names`) whose partitions reach its agent as chunks."""
+        self.chunked_topics.update(names)
+        return self.topic(*names, partitions=partitions, key_type=bytes, value_type=bytes, key_serializer="raw",
+                          value_serializer="raw", maxsize=CHUNK_QUEUE)
 
-def new_app(settings: Settings, *, app_id: str | None = None, web: bool = True) -> faust.App:
+
+def new_app(settings: Settings, *, app_id: str | None = None, web: bool = True) -> IngestflowApp:
     settings.table_dir.mkdir(parents=True, exist_ok=True)
     app = IngestflowApp(
         app_id or settings.worker_id,
@@ -158,7 +172,8 @@ class LeanPrometheusMonitor(PrometheusMonitor):
         pass
 
     def on_stream_event_in(self, tp: Any, offset: int, stream: Any, event: Any) -> None:
-        self._metrics.total_events.inc()  # the dashboard's events/s
+        message = event.message  # the dashboard's events/s: a chunk counts its records
+        self._metrics.total_events.inc(len(message.records) if isinstance(message, Chunk) else 1)
 
     def on_stream_event_out(self, tp: Any, offset: int, stream: Any, event: Any, state: Any = None) -> None:
         pass

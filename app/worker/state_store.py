@@ -201,11 +201,24 @@ class StateStore(faust_rocksdb.Store):
         if partition is None:
             raise RuntimeError(f"table {self.table_name}: written outside of a stream event")
         self._key_index[raw] = partition
-        self._pending.setdefault(partition, {})[raw] = value
-        if self._windowed:
-            self._pending_index.setdefault(partition, {})[index_key(key[1][1], raw)] = value is not None
+        self.put_bytes(partition, raw, value, key[1][1] if self._windowed else None)
+
+    def put_bytes(self, partition: int, key: bytes, value: bytes | None, window_end: float | None = None) -> None:
+        """Writes (None: deletes) a serialized key of the partition, within its open transaction; a windowed
+        table's key is indexed under its window's end."""
+        self._pending.setdefault(partition, {})[key] = value
+        if window_end is not None:
+            self._pending_index.setdefault(partition, {})[index_key(window_end, key)] = value is not None
         if not self._transactional:
             self.commit(partition)
+
+    def get_bytes(self, partition: int, key: bytes) -> bytes | None:
+        """The value of a serialized key of the partition, as this partition's open transaction sees it."""
+        pending = self._pending.get(partition)
+        if pending is not None and key in pending:
+            return pending[key]
+        value: bytes | None = self._db_for_partition(partition).get(key)
+        return value
 
     def _set(self, key: bytes, value: bytes | None) -> None:
         self._write(serde.loads(key) if self._windowed else None, key, value)
@@ -220,10 +233,7 @@ class StateStore(faust_rocksdb.Store):
     def _get(self, key: bytes) -> bytes | None:
         partition = self._event_partition()
         if partition is not None:
-            pending = self._pending.get(partition)
-            if pending is not None and key in pending:
-                return pending[key]
-            value: bytes | None = self._db_for_partition(partition).get(key)
+            value = self.get_bytes(partition, key)
             if value is not None:
                 self._key_index[key] = partition
             return value

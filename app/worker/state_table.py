@@ -14,6 +14,8 @@ from typing import Any, cast
 
 import faust
 
+from ingestflow.app.core import serde
+
 from .state_store import RocksMemory, StateStore
 
 __all__ = ["state_table", "stores_of_group", "expire_partition", "EXPIRE_BATCH"]
@@ -43,6 +45,43 @@ def state_table(memory: RocksMemory) -> type[faust.Table[Any, Any]]:
             if not self.store.transactional:
                 self.send_changelog(self.partition_for_key(key), key, value=None, value_serializer="raw")
             self._sensor_on_del(self, key)
+
+        # --- by partition, without a current event: what an agent on a chunked topic uses -------------
+
+        def get_at(self, partition: int, key: Any, ts: float | None = None) -> Any:
+            """The value of `key` on `partition` (in the window holding `ts`, for a windowed table), None when
+            absent. Keys and values are the bytes Faust's own reads and writes use."""
+            raw = self.store.get_bytes(partition, self._key_bytes(key, ts))
+            return None if raw is None else serde.loads(raw)
+
+        def set_at(self, partition: int, key: Any, value: Any, ts: float | None = None) -> None:
+            """Sets `key` on `partition` (in every window of `ts`, for a windowed table)."""
+            self._put_at(partition, key, serde.dumps(value), ts)
+
+        def del_at(self, partition: int, key: Any, ts: float | None = None) -> None:
+            self._put_at(partition, key, None, ts)
+
+        def _put_at(self, partition: int, key: Any, value: bytes | None, ts: float | None) -> None:
+            window = self.window
+            targets: list[tuple[bytes, float | None]]
+            if window is None:
+                targets = [(serde.dumps(key), None)]
+            else:
+                assert ts is not None, f"table {self.name} is windowed: a write needs its timestamp"
+                targets = [(serde.dumps([key, [start, end]]), end) for start, end in window.ranges(ts)]
+            for raw, end in targets:
+                self.store.put_bytes(partition, raw, value, end)
+                if not self.store.transactional:
+                    self.send_changelog(partition, raw, value, key_serializer="raw", value_serializer="raw")
+
+        def _key_bytes(self, key: Any, ts: float | None) -> bytes:
+            """Faust's serialized key: `"key"`, or `["key",[start,end]]` for the window holding `ts`."""
+            window = self.window
+            if window is None:
+                return serde.dumps(key)
+            assert ts is not None, f"table {self.name} is windowed: a read needs its timestamp"
+            start, end = window.current(ts)
+            return serde.dumps([key, [start, end]])
 
         def _on_changelog_sent(self, fut: Any) -> None:
             res = fut.result()

@@ -24,8 +24,9 @@ async def test_kill_9_mid_stream_and_replayed_input_count_each_event_once(
     prefix = f"eo{unique}"
     env = env_factory(WORKER_PORT="18301", WORKER_APP_ID=f"analytics-eo-{unique}")
     bootstrap = env["KAFKA_BOOTSTRAP_SERVERS"]
-    # Large enough that one take_events batch (1000 records) cannot hold it all: the kill lands mid-stream.
-    stream = analytics_data.build(prefix, copies=400, plain_views=400, author_for={2: f"{prefix}-bob"})
+    # Large enough (24,360 records) that one batch (at most 10 chunks of 1,000 records, agents/rule_metrics.py)
+    # holds a fraction of it: the kill lands mid-stream.
+    stream = analytics_data.build(prefix, copies=2000, plain_views=2000, author_for={2: f"{prefix}-bob"})
     await start_group_at_end(env["WORKER_APP_ID"])
     # The same input twice (a producer retrying everything), plus one record no one can decode.
     await analytics_data.produce(bootstrap, "events", stream.records)

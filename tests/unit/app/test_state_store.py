@@ -111,3 +111,29 @@ def test_a_store_without_a_saved_offset_is_emptied_on_open(app: faust.App, tmp_p
     legacy.close()
     del legacy
     assert committed_keys(store, 0) == set()
+
+
+def test_reads_and_writes_by_partition_use_fausts_own_keys_and_values(app: faust.App, on_partition: Any) -> None:
+    """What an agent on a chunked topic writes with set_at is what Faust's table API reads back, under the
+    same key bytes (the changelog's), and the other way round."""
+    seen = windowed(app)
+    table = seen.table
+    plain = app.Table("catalog", default=None, partitions=2, key_type=str)
+    ts = 3 * DAY + 5.0  # inside day 3's window
+    table.set_at(1, "r\x1fk", ts, ts)
+    plain.set_at(1, "r", {"authorId": "a", "n": [1, 2.5]})
+    store = table.data
+    assert store.pending_changes(1) == {b'["r\\u001fk",[259200.0,345599.9]]': b"259205.0"}
+    assert plain.data.pending_changes(1) == {b'"r"': b'{"authorId":"a","n":[1,2.5]}'}
+    on_partition(1)
+    assert store[("r\x1fk", (3 * DAY, 4 * DAY - 0.1))] == ts  # Faust's read of the same key
+    assert plain["r"] == {"authorId": "a", "n": [1, 2.5]}
+    store[("s", (3 * DAY, 4 * DAY - 0.1))] = 7.0  # Faust's write, read back by partition
+    assert table.get_at(1, "s", ts) == 7.0
+    assert table.get_at(1, "s", ts - DAY) is None  # the previous day's window
+    assert table.get_at(0, "s", ts) is None  # another partition
+    plain.del_at(1, "r")
+    assert plain.get_at(1, "r") is None
+    store.commit(1)  # the window index follows writes by partition too
+    assert [k for _, k in store.expired(1, lambda end: True, limit=10)] == [
+        b'["r\\u001fk",[259200.0,345599.9]]', b'["s",[259200.0,345599.9]]']
