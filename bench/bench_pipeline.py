@@ -4,7 +4,8 @@ only decodes; same broker, same run.
 
     python bench/bench_pipeline.py               # private Kafka on 19300 (own data dir), ~1.5 minutes
     python bench/bench_pipeline.py --events 20000 --bootstrap 127.0.0.1:19300
-    python bench/bench_pipeline.py --backlog --events 60000     # consuming capacity from a prepared backlog
+    python bench/bench_pipeline.py --backlog --events 300000 --runs 3    # consuming capacity, three runs
+    python bench/bench_pipeline.py --backlog --events 100000 --runs 20 --pipelines faust   # stalls only
 
 Each pipeline gets a fresh consumer group that starts at the current end of `events` and is given time to
 join; then the same prepared stream (`--events` records over 64 rules and two days: views from 500 IPs,
@@ -18,7 +19,7 @@ takes it, and we time until the group's committed offsets reach the end:
 A pipeline that keeps pace with the producer (the raw loop does) is then timed at the producer's rate. With
 `--backlog` the whole stream is produced first and each pipeline is timed from joining its group to its
 last commit: events/s = records / (last offset committed − group stable), its consuming capacity (startup
-after the join, such as Faust's table recovery, is included).
+after the join, such as Faust's table recovery, is included, so small backlogs understate it).
 
 (a) raw: aiokafka getmany batches, the same decode and decision functions (agents/dedup.py), dicts for
     state, the day totals upserted to PostgreSQL per batch, offsets committed per batch (at least once,
@@ -26,11 +27,16 @@ after the join, such as Faust's table recovery, is included).
 (b) quix: Quix Streams 3.28 Application, exactly-once, RocksDB state per rule, the same decisions; no
     PostgreSQL writes.
 (c) bare: bench/bare_faust.py, a Faust app with the worker's own settings (app/worker/faust_app.py) whose agent
-    takes the same batches and only decodes: the ceiling of Faust's per-record plumbing on this machine.
+    takes `events` one record at a time as Faust delivers a topic and only decodes: Faust's per-record ceiling.
 faust: the real `ingestflow worker` process: exactly-once, five RocksDB tables with changelogs, catalog
     join, trending, PostgreSQL day totals and author sums.
-Results go to bench/results/pipeline-<time>.json and are printed; the ratios are faust / raw, faust / quix,
-bare / raw (how far Faust itself can go) and faust / bare (what our topology keeps of that).
+
+`--runs N` repeats the whole comparison N times, each run with its own groups and stream, because the
+machines these run on are shared. A worker run that does not catch up within its timeout is recorded (not
+fatal), and the watchdog's seeks of stalled partitions are counted from the worker's log.
+Results go to bench/results/pipeline-<time>.json: every run's figures and ratios (faust / raw, faust / quix,
+bare / raw: how far Faust itself goes, faust / bare: what chunked delivery gains net of the topology) and a
+summary of each ratio's range and of the worker's stalls, which is also printed.
 """
 from __future__ import annotations
 
@@ -289,6 +295,86 @@ async def totals(prefix: str) -> list[tuple[Any, ...]]:
         await db.stop()
 
 
+PIPELINES = ("raw", "quix", "bare", "faust")
+RATIOS = {"ratio_faust_to_raw": ("faust", "raw"), "ratio_faust_to_quix": ("faust", "quix"),
+          "ratio_bare_to_raw": ("bare", "raw"), "ratio_faust_to_bare": ("faust", "bare")}
+STALL_LINE = "stalled at committed offset"  # the worker's watchdog seeking a partition back (app/worker/consumer.py)
+
+
+async def one_run(bootstrap: str, work: Path, events: int, backlog: bool, pipelines: list[str]) -> dict[str, Any]:
+    """Each pipeline of `pipelines` over its own copy of the stream, in order; the ratios between them."""
+    run = uuid.uuid4().hex[:6]
+    results: dict[str, Any] = {}
+
+    async def faust_end(proc: subprocess.Popen[bytes]) -> None:
+        proc.terminate()
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+    if "raw" in pipelines:
+        raw_stop = asyncio.Event()
+
+        def raw_start() -> asyncio.Task[None]:
+            return asyncio.create_task(raw_pipeline(bootstrap, f"bench-raw-{run}", raw_stop))
+
+        async def raw_end(task: asyncio.Task[None]) -> None:
+            raw_stop.set()
+            await task
+        results["raw"] = await measure("raw", bootstrap, prepare(events, f"r{run}"), f"bench-raw-{run}",
+                                       raw_start, raw_end, 120, backlog)
+    if "quix" in pipelines:
+        def quix_start() -> Any:  # a spawn context's process
+            proc = multiprocessing.get_context("spawn").Process(
+                target=quix_pipeline, args=(bootstrap, f"bench-quix-{run}", str(work / f"quix-{run}")), daemon=True)
+            proc.start()
+            return proc
+
+        async def quix_end(proc: Any) -> None:
+            proc.terminate()
+            proc.join(20)
+        results["quix"] = await measure("quix", bootstrap, prepare(events, f"q{run}"), f"bench-quix-{run}",
+                                        quix_start, quix_end, 180, backlog)
+    if "bare" in pipelines:  # Faust's own ceiling with the worker's settings, decoding only (bench/bare_faust.py)
+        bare_id = f"bench-bare-{run}"
+        bare_command = (str(ROOT / "bench" / "bare_faust.py"),)
+        results["bare"] = await measure("bare", bootstrap, prepare(events, f"x{run}"), bare_id,
+                                        lambda: faust_worker(bootstrap, bare_id, work, bare_command), faust_end, 240,
+                                        backlog)
+    if "faust" in pipelines:  # the whole topology
+        app_id = f"bench-faust-{run}"
+        log = work / "faust.log"
+        stalls_before = log.read_text(errors="replace").count(STALL_LINE) if log.exists() else 0
+        try:
+            results["faust"] = await measure("faust", bootstrap, prepare(events, f"f{run}"), app_id,
+                                             lambda: faust_worker(bootstrap, app_id, work), faust_end, 240, backlog)
+        except RuntimeError as exc:  # did not catch up: a stalled partition, recorded rather than ending the runs
+            results["faust"] = {"events": events, "caught_up": False, "error": str(exc)}
+        results["faust"]["watchdog_seeks"] = log.read_text(errors="replace").count(STALL_LINE) - stalls_before
+        if "raw" in pipelines and results["faust"].get("caught_up", True):
+            # Same input shape, so the same day totals: the speed figures compare pipelines that agree.
+            results["same_totals_faust_raw"] = await totals(f"bf{run}-") == await totals(f"br{run}-")
+    for ratio, (top, bottom) in RATIOS.items():
+        if "events_per_s" in results.get(top, {}) and "events_per_s" in results.get(bottom, {}):
+            results[ratio] = round(results[top]["events_per_s"] / results[bottom]["events_per_s"], 3)
+    return results
+
+
+def summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Each ratio's range over the runs, and the worker's stalls."""
+    found: dict[str, Any] = {}
+    for ratio in RATIOS:
+        values = sorted(run[ratio] for run in runs if ratio in run)
+        if values:
+            found[ratio] = {"min": values[0], "median": values[len(values) // 2], "max": values[-1]}
+    workers = [run["faust"] for run in runs if "faust" in run]
+    if workers:
+        found["faust_runs_not_caught_up"] = sum(1 for w in workers if not w.get("caught_up", True))
+        found["faust_watchdog_seeks"] = sum(w["watchdog_seeks"] for w in workers)
+    return found
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--events", type=int, default=40_000)
@@ -296,7 +382,14 @@ async def main() -> None:
     parser.add_argument("--backlog", action="store_true",
                         help="produce the whole stream first, then time each pipeline from joining its group to "
                              "its last commit: consuming capacity, not bounded by the producer")
+    parser.add_argument("--runs", type=int, default=1, help="repeat the comparison; each run is reported")
+    parser.add_argument("--pipelines", default=",".join(PIPELINES),
+                        help="which of raw,quix,bare,faust to run (a ratio needs both of its pipelines)")
     args = parser.parse_args()
+    pipelines = [name for name in args.pipelines.split(",") if name]
+    unknown = set(pipelines) - set(PIPELINES)
+    if unknown:
+        parser.error(f"unknown pipelines: {', '.join(sorted(unknown))}")
     work = Path(tempfile.mkdtemp(prefix="bench-pipeline-"))
     bootstrap = args.bootstrap or f"127.0.0.1:{KAFKA_PORT}"
     kafka_env = {**os.environ, "KAFKA_PORT": str(KAFKA_PORT), "KAFKA_CONTROLLER_PORT": str(KAFKA_PORT + 1),
@@ -306,67 +399,19 @@ async def main() -> None:
     try:
         await ensure_topics(KafkaConnection(bootstrap_servers=(bootstrap,)), topics.ALL)
         await migrate(DSN)
-        run = uuid.uuid4().hex[:6]
+        runs = []
+        for index in range(args.runs):
+            runs.append(await one_run(bootstrap, work, args.events, args.backlog, pipelines))
+            print(f"run {index + 1}/{args.runs}: " + ", ".join(f"{r} = {runs[-1][r]}" for r in RATIOS if r in runs[-1]),
+                  flush=True)
         results: dict[str, Any] = {"events": args.events, "broker": bootstrap, "cpus": os.cpu_count(),
-                                   "mode": "backlog" if args.backlog else "live"}
-
-        # (a) raw
-        raw_stop = asyncio.Event()
-
-        def raw_start() -> asyncio.Task[None]:
-            return asyncio.create_task(raw_pipeline(bootstrap, f"bench-raw-{run}", raw_stop))
-
-        async def raw_end(task: asyncio.Task[None]) -> None:
-            raw_stop.set()
-            await task
-        results["raw"] = await measure("raw", bootstrap, prepare(args.events, f"r{run}"), f"bench-raw-{run}",
-                                       raw_start, raw_end, 120, args.backlog)
-
-        # (b) quix
-        def quix_start() -> Any:  # a spawn context's process
-            proc = multiprocessing.get_context("spawn").Process(
-                target=quix_pipeline, args=(bootstrap, f"bench-quix-{run}", str(work / "quix")), daemon=True)
-            proc.start()
-            return proc
-
-        async def quix_end(proc: Any) -> None:
-            proc.terminate()
-            proc.join(20)
-        results["quix"] = await measure("quix", bootstrap, prepare(args.events, f"q{run}"), f"bench-quix-{run}",
-                                        quix_start, quix_end, 180, args.backlog)
-
-        async def faust_end(proc: subprocess.Popen[bytes]) -> None:
-            proc.terminate()
-            try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-
-        # bare: Faust's own ceiling with the worker's settings, decoding only (bench/bare_faust.py)
-        bare_id = f"bench-bare-{run}"
-        bare_command = (str(ROOT / "bench" / "bare_faust.py"),)
-        results["bare"] = await measure("bare", bootstrap, prepare(args.events, f"x{run}"), bare_id,
-                                        lambda: faust_worker(bootstrap, bare_id, work, bare_command), faust_end, 240,
-                                        args.backlog)
-
-        # faust: the whole topology
-        app_id = f"bench-faust-{run}"
-        results["faust"] = await measure("faust", bootstrap, prepare(args.events, f"f{run}"), app_id,
-                                         lambda: faust_worker(bootstrap, app_id, work), faust_end, 240, args.backlog)
-
-        # Same input shape, so the same day totals: the speed figures compare pipelines that agree.
-        results["same_totals_faust_raw"] = await totals(f"bf{run}-") == await totals(f"br{run}-")
-        results["ratio_faust_to_raw"] = round(results["faust"]["events_per_s"] / results["raw"]["events_per_s"], 3)
-        results["ratio_faust_to_quix"] = round(results["faust"]["events_per_s"] / results["quix"]["events_per_s"], 3)
-        results["ratio_bare_to_raw"] = round(results["bare"]["events_per_s"] / results["raw"]["events_per_s"], 3)
-        results["ratio_faust_to_bare"] = round(results["faust"]["events_per_s"] / results["bare"]["events_per_s"], 3)
+                                   "mode": "backlog" if args.backlog else "live", "runs": runs,
+                                   "summary": summary(runs)}
         out = ROOT / "bench" / "results" / f"pipeline-{time.strftime('%Y%m%dT%H%M%S')}.json"
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(serde.dumps(results).decode())
-        print(serde.dumps(results).decode())
-        print(f"faust/raw = {results['ratio_faust_to_raw']}, faust/quix = {results['ratio_faust_to_quix']}, "
-              f"bare/raw = {results['ratio_bare_to_raw']} (Faust's own ceiling), "
-              f"faust/bare = {results['ratio_faust_to_bare']}; written to {out}")
+        print(serde.dumps(results["summary"]).decode())
+        print(f"written to {out}")
     finally:
         if not args.bootstrap:
             subprocess.run([str(ROOT / "deploy" / "kafka.sh"), "stop"], check=False, env=kafka_env)

@@ -3,6 +3,7 @@ event ids held, and one worker against two on the same backlog. A private broker
 PostgreSQL.
 
     python bench/bench_scale.py state --ids 500000,1000000,5000000
+    python bench/bench_scale.py changelog --history 500000 --live 100000
     python bench/bench_scale.py workers --events 200000
 
 state: one worker is fed unique events (2,000 rules, random IPs, every id distinct, timestamped now so no
@@ -12,6 +13,15 @@ state: one worker is fed unique events (2,000 rules, random IPs, every id distin
     produced meanwhile, so the restarted worker must be processing). The changelog records the restarted
     worker read into its stores come from its metric ingestflow_table_restored_records_total. Figures are reported as ratios against the
     first size.
+changelog: one worker (TABLE_EXPIRY_INTERVAL_S=5) is fed --history unique events stamped 30 days ago, whose
+    dedup and view-guard windows have closed (DEDUP_RETENTION_DAYS=7: expired after 14 days; view guard after
+    2), then --live unique events of now. Once its commits reached the end and the dedup-keys changelog holds
+    exactly the live keys (expiry has written a tombstone for every closed one), both changelogs are read
+    (what a new worker would restore): records and key+value bytes. Then the changelog topics are set to
+    compact at once (segment.ms, min.cleanable.dirty.ratio, delete.retention.ms and min.compaction.lag.ms
+    near 0; Kafka never cleans the active segment, so 1,000 new events roll it) and read again until the
+    broker's cleaner has run. Compared with the live keys the stores hold: a changelog that shrinks back
+    to them, not to all history, shows expiry reaches the changelog too.
 workers: the same backlog of unique events consumed by one worker, then (a new group) by two, each timed
     from its first worker having joined the group to the group's commits reaching the end of the backlog; the
     second worker joins the running group, as a worker added to a deployment does (and its join's rebalance is
@@ -30,12 +40,15 @@ import subprocess
 import tempfile
 import time
 import uuid
-from datetime import datetime, timezone
+from dataclasses import asdict, astuple, dataclass
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
 import aiohttp
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
 from bench_pipeline import DSN, end_offsets, produce, wait_caught_up
 from services import start_worker  # bench/services.py
@@ -50,8 +63,8 @@ KAFKA_PORT = 19320
 PROBE = 1_000
 
 
-def unique_events(run: str, start: int, n: int) -> list[tuple[bytes, bytes, int]]:
-    now = datetime.now(timezone.utc)
+def unique_events(run: str, start: int, n: int, at: datetime | None = None) -> list[tuple[bytes, bytes, int]]:
+    now = at or datetime.now(timezone.utc)
     stamp, ms = now.isoformat().replace("+00:00", "Z"), int(now.timestamp() * 1000)
     records = []
     for i in range(start, start + n):
@@ -62,13 +75,14 @@ def unique_events(run: str, start: int, n: int) -> list[tuple[bytes, bytes, int]
     return records
 
 
-async def feed(bootstrap: str, run: str, start: int, n: int, chunk: int = 100_000) -> None:
-    for at in range(start, start + n, chunk):
-        await produce(bootstrap, unique_events(run, at, min(chunk, start + n - at)))
+async def feed(bootstrap: str, run: str, start: int, n: int, chunk: int = 100_000, at: datetime | None = None) -> None:
+    for first in range(start, start + n, chunk):
+        await produce(bootstrap, unique_events(run, first, min(chunk, start + n - first), at))
 
 
-def worker(bootstrap: str, app_id: str, work: Path, port: int, name: str) -> subprocess.Popen[bytes]:
-    return start_worker(bootstrap, app_id, port, work, name, log_level="INFO")
+def worker(bootstrap: str, app_id: str, work: Path, port: int, name: str,
+           settings: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+    return start_worker(bootstrap, app_id, port, work, name, log_level="INFO", settings=settings)
 
 
 def rss_mb(pid: int) -> float:
@@ -157,6 +171,91 @@ async def state(bootstrap: str, work: Path, sizes: list[int]) -> dict[str, Any]:
     return {"rows": rows}
 
 
+@dataclass
+class ChangelogContent:
+    records: int = 0
+    tombstones: int = 0
+    bytes: int = 0  # keys and values
+    live_keys: int = 0  # keys whose last record is not a tombstone
+
+    def add(self, other: ChangelogContent) -> ChangelogContent:
+        return ChangelogContent(*(a + b for a, b in zip(astuple(self), astuple(other))))
+
+
+async def changelog_content(bootstrap: str, topic: str) -> ChangelogContent:
+    """What reading the changelog from its start (committed records only) finds."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, isolation_level="read_committed",
+                                enable_auto_commit=False)
+    await consumer.start()
+    try:
+        await consumer._client.force_metadata_update()
+        tps = [TopicPartition(topic, p) for p in sorted(consumer._client.cluster.partitions_for_topic(topic) or ())]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        ends = await consumer.end_offsets(tps)
+        content, last = ChangelogContent(), dict[bytes, bool]()
+        async def unread() -> bool:
+            return any([await consumer.position(tp) < ends[tp] for tp in tps])
+        while await unread():
+            for records in (await consumer.getmany(*tps, timeout_ms=1000, max_records=10_000)).values():
+                for record in records:
+                    content.records += 1
+                    content.tombstones += record.value is None
+                    content.bytes += len(record.key or b"") + len(record.value or b"")
+                    last[record.key or b""] = record.value is not None
+        content.live_keys = sum(last.values())
+        return content
+    finally:
+        await consumer.stop()
+
+
+async def changelogs(bootstrap: str, topics_read: list[str]) -> ChangelogContent:
+    total = ChangelogContent()
+    for topic in topics_read:
+        total = total.add(await changelog_content(bootstrap, topic))
+    return total
+
+
+async def changelog(bootstrap: str, work: Path, history: int, live: int, timeout: float = 900) -> dict[str, Any]:
+    run = uuid.uuid4().hex[:6]
+    group, port = f"bench-changelog-{run}", KAFKA_PORT + 2
+    names = [f"{group}-{table}-changelog" for table in ("dedup-keys", "view-guard")]
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    proc = worker(bootstrap, group, work, port, "changelog", {"TABLE_EXPIRY_INTERVAL_S": "5"})
+    try:
+        await members(admin, group, [proc])
+        await feed(bootstrap, run, 0, history, at=datetime.now(timezone.utc) - timedelta(days=30))
+        await feed(bootstrap, run, history, live)
+        await caught_up(admin, bootstrap, group, [proc])
+        deadline = time.monotonic() + timeout
+        while (await changelog_content(bootstrap, names[0])).live_keys != live:  # expiry still at work
+            check_alive([proc])
+            if time.monotonic() > deadline:
+                raise RuntimeError("the closed windows' keys were not all expired in time")
+            await asyncio.sleep(5)
+        before = await changelogs(bootstrap, names)
+        print("expired, before compaction:", before, flush=True)
+        await admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, name, configs={
+            "segment.ms": "1000", "min.cleanable.dirty.ratio": "0.01", "delete.retention.ms": "1",
+            "min.compaction.lag.ms": "0"}) for name in names])
+        await asyncio.sleep(2)
+        await feed(bootstrap, run, history + live, PROBE)  # a write after segment.ms rolls the active segment
+        await caught_up(admin, bootstrap, group, [proc])
+        after = await changelogs(bootstrap, names)
+        while after.records > 1.1 * after.live_keys and time.monotonic() < deadline:
+            await asyncio.sleep(10)
+            after = await changelogs(bootstrap, names)
+        print("compacted:", after, flush=True)
+    finally:
+        proc.terminate()
+        proc.wait(60)
+        await admin.close()
+    return {"history_events": history, "live_events": live + PROBE, "written": asdict(before),
+            "compacted": asdict(after), "compacted_to_live_records": round(after.records / after.live_keys, 3),
+            "compacted_to_written_bytes": round(after.bytes / before.bytes, 3)}
+
+
 async def workers(bootstrap: str, work: Path, events: int) -> dict[str, Any]:
     run = uuid.uuid4().hex[:6]
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
@@ -192,6 +291,9 @@ async def main() -> None:
     sub = parser.add_subparsers(dest="mode", required=True)
     st = sub.add_parser("state")
     st.add_argument("--ids", default="500000,1000000,2000000")
+    cl = sub.add_parser("changelog")
+    cl.add_argument("--history", type=int, default=500_000)
+    cl.add_argument("--live", type=int, default=100_000)
     wk = sub.add_parser("workers")
     wk.add_argument("--events", type=int, default=200_000)
     wk.add_argument("--partitions", type=int, default=12, help="of `events` and `rules` (EVENTS_PARTITIONS)")
@@ -208,6 +310,8 @@ async def main() -> None:
         result: dict[str, Any] = {"mode": args.mode, "cpus": os.cpu_count(), "events_partitions": partitions}
         if args.mode == "state":
             result.update(await state(bootstrap, work, [int(x) for x in args.ids.split(",")]))
+        elif args.mode == "changelog":
+            result.update(await changelog(bootstrap, work, args.history, args.live))
         else:
             result.update(await workers(bootstrap, work, args.events))
         out = ROOT / "bench" / "results" / f"scale-{args.mode}-{time.strftime('%Y%m%dT%H%M%S')}.json"

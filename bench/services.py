@@ -6,6 +6,7 @@ import os
 import secrets
 import subprocess
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 
 __all__ = ["database_url", "redis_url", "start_worker"]
@@ -27,16 +28,17 @@ def redis_url(database: str = "15") -> str:
 
 
 def start_worker(bootstrap: str, app_id: str, port: int, work: Path, name: str, *, log_level: str = "WARNING",
-                 command: tuple[str, ...] = ("-m", "ingestflow.app.cli", "worker")) -> subprocess.Popen[bytes]:
+                 command: tuple[str, ...] = ("-m", "ingestflow.app.cli", "worker"),
+                 settings: Mapping[str, str] | None = None) -> subprocess.Popen[bytes]:
     """`ingestflow worker` (or another `command` run with its settings) as the worker `name` a bench starts in
     `work`, logging to work/<name>.log, its tables in work/tables-<name> (kept across its restarts), with
     everything a worker requires: fresh random secrets (the archive writes to a local directory there) and the
-    shared PostgreSQL and Redis with their passwords."""
+    shared PostgreSQL and Redis with their passwords; `settings` adds or overrides environment settings."""
     env = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "PYTHONPATH")}
     env.update({"INGEST_APP_TOKEN": secrets.token_hex(16), "CRON_SECRET": secrets.token_hex(16),
                 "LIGHTHOUSE_PRIVATE_KEY": secrets.token_hex(32), "ARCHIVE_URL": f"local://{work / 'archive'}",
                 "KAFKA_BOOTSTRAP_SERVERS": bootstrap, "DATABASE_URL": database_url(), "REDIS_URL": redis_url("14"),
                 "WORKER_APP_ID": app_id, "WORKER_PORT": str(port), "TABLE_DIR": str(work / f"tables-{name}"),
-                "LOG_LEVEL": log_level})
+                "LOG_LEVEL": log_level, **(settings or {})})
     return subprocess.Popen([sys.executable, *command], env=env, stdout=open(work / f"{name}.log", "ab"),
                             stderr=subprocess.STDOUT, cwd=work)

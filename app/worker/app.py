@@ -76,7 +76,13 @@ def build_app(settings: Settings, *, events_partitions: int) -> faust.App:
     dead_letters = DeadLetters(topic(topics.DEAD_LETTERS), worker=settings.worker_id)
     # Every commit sees a batch's table writes whole, and no batch writes for a partition revoked since it
     # was delivered (app/worker/commit_gate.py); the consumer is built at start.
-    gate = CommitGate(lambda: app.producer.buffer.flush(), current=lambda event: delivered_now(app, event))
+    async def hand_over() -> None:
+        """A batch's records to the producer, its table changes on their way to the changelogs."""
+        await app.producer.buffer.flush()
+        transactions: Any = app.consumer.transactions  # the gated transaction manager set below
+        transactions.send_changes()
+
+    gate = CommitGate(hand_over, current=lambda event: delivered_now(app, event))
     setattr(app.transport, "TransactionManager", gated_transactions(gate))  # this app's transport only
     # --- Analytics: one agent over the co-partitioned `events` + `rules` topics, local tables only.
     leaderboards = LeaderboardStore(db, redis, size=settings.leaderboard_size)

@@ -1,11 +1,12 @@
 """Keeps each batch's table writes inside one Kafka transaction under exactly-once.
 
-A batch's table writes wait in the stores until the commit sends them to the changelogs in the partition's
-transaction (app/worker/changelog_batches.py); records an agent sends to other topics go through the app's
-producer buffer, which a background task hands to the transactional producer later, and Faust's
-exactly-once commit (`TransactionManager.commit`) does not empty that buffer first (its at-least-once path
-does flush). The gate keeps both whole: an agent writes a batch's tables and hands its records over under
-the gate, and a commit takes the gate, empties the buffer and sends the tables' changes before committing.
+A batch's table writes are sent to the changelogs in the partition's transaction once the batch has made
+them (`send_changes`, app/worker/changelog_batches.py), in the background, one send after the other per
+transaction; records an agent sends to other topics go through the app's producer buffer, which a
+background task hands to the transactional producer later, and Faust's exactly-once commit
+(`TransactionManager.commit`) does not empty that buffer first (its at-least-once path does flush). The
+gate keeps both whole: an agent writes a batch's tables and hands its changes and records over under the
+gate, and a commit takes the gate, empties the buffer and waits for every change sent before committing.
 So a commit sees every write and record of a batch or none: never a dedup key without its counts.
 
 The commit is also where table state follows Kafka (app/worker/state_store.py): after a partition's
@@ -41,7 +42,8 @@ from aiokafka import TopicPartition
 from aiokafka.errors import ProducerFenced
 from faust.transport.consumer import TransactionManager
 
-from .changelog_batches import send_pending
+from .changelog_batches import send_changes
+from .state_store import StateStore
 from .state_table import expire_partition, stores_of_group
 
 __all__ = ["CommitGate", "Current", "all_current", "gated_transactions"]
@@ -65,15 +67,16 @@ class CommitGate:
     @asynccontextmanager
     async def writes(self) -> AsyncIterator[Current]:
         """Around a batch's table writes, yielding the test of which events may still be written (a rebalance
-        cannot happen between the test and a write made without an await); on exit the batch's changelog
-        records are with the producer."""
+        cannot happen between the test and a write made without an await); on exit the batch's records are
+        with the producer and its table changes on their way to the changelogs."""
         async with self._lock:
             yield self._current
             await self._flush()
 
     @asynccontextmanager
     async def committing(self) -> AsyncIterator[None]:
-        """Around a commit: no batch is half written, and nothing written is left in the buffer."""
+        """Around a commit: no batch is half written, nothing written is left in the buffer, and every
+        table change is on its way (the commit waits for it to arrive)."""
         async with self._lock:
             await self._flush()
             yield
@@ -87,6 +90,10 @@ def gated_transactions(gate: CommitGate) -> type[TransactionManager]:
     """Faust's transaction manager with its commit taken under the gate (set as the transport's class)."""
 
     class GatedTransactionManager(TransactionManager):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self._sending: dict[str, asyncio.Future[None]] = {}  # transactional id -> its changes on their way
+
         async def commit(self, offsets: Mapping[Any, int], start_new_transaction: bool = True) -> bool:
             return bool(await self.commit_current(offsets, start_new_transaction))
 
@@ -114,6 +121,7 @@ def gated_transactions(gate: CommitGate) -> type[TransactionManager]:
                 for tp in sources:
                     for table in stores_of_group(app, app.assignor.group_for_topic(tp.topic)):
                         table.data.discard(tp.partition)
+                self._drop_sending(tids)
                 for tid in sorted(tids):
                     await self.producer.stop_transaction(tid)
                     await self.producer.maybe_begin_transaction(tid)
@@ -127,6 +135,7 @@ def gated_transactions(gate: CommitGate) -> type[TransactionManager]:
             stale = sorted((self._tids(revoked) & running) - active)
             if stale:
                 log.info("stopping %d transactional producer(s) of revoked partitions: %s", len(stale), stale)
+                self._drop_sending(stale)
                 for tid in stale:
                     await self.producer.stop_transaction(tid)
             starting = sorted(active - running)
@@ -164,13 +173,56 @@ def gated_transactions(gate: CommitGate) -> type[TransactionManager]:
                     found[self._tid(tp)] = (TopicPartition(tp.topic, tp.partition), committed)
             return dict(found.values())
 
-        async def _send_changelogs(self, tid: str, tables: list[Any], partition: int) -> None:
-            """The tables' changes of the partition into its open transaction, just before it commits."""
+        # --- the tables' changes on their way to the changelogs -------------------------------------
+
+        def send_changes(self) -> None:
+            """Starts sending every table's unsent changes into its partition's open transaction, after the
+            changes already on their way there (called under the gate, so no write is half made)."""
+            app = self.app
+            found: dict[str, tuple[int, list[tuple[Any, dict[bytes, bytes | None]]]]] = {}
+            for table in app.tables.values():
+                store = table.data
+                if not isinstance(store, StateStore):
+                    continue
+                for partition in store.unsent_partitions():
+                    changes = store.take_unsent(partition)
+                    try:
+                        group = app.assignor.group_for_topic(table.changelog_topic.get_topic_name())
+                    except KeyError:  # no longer assigned here: the partition's writes are discarded
+                        continue
+                    tid = f"{app.conf.id}-{group}-{partition}"
+                    found.setdefault(tid, (partition, []))[1].append((table, changes))
+            for tid, (partition, tables_changes) in found.items():
+                self._sending[tid] = asyncio.ensure_future(
+                    self._send_after(self._sending.get(tid), tid, partition, tables_changes))
+
+        async def _send_after(self, before: asyncio.Future[None] | None, tid: str, partition: int,
+                              changes: list[tuple[Any, dict[bytes, bytes | None]]]) -> None:
+            if before is not None:
+                await before  # a failed send fails those after it: the commit sees the first error
             producer: Any = self.producer
-            transaction_producer = producer._transaction_producers.get(tid)
-            if transaction_producer is not None:
-                async with producer._trn_locks[tid]:
-                    await send_pending(transaction_producer, tables, partition)
+            lock = producer._trn_locks.get(tid)  # Faust's own: no begin or commit meanwhile
+            if lock is None:
+                raise RuntimeError(f"transaction {tid}: not begun, so table changes cannot be sent in it")
+            async with lock:
+                transaction_producer = producer._transaction_producers.get(tid)
+                if transaction_producer is None:
+                    raise RuntimeError(f"transaction {tid}: no producer to send table changes with")
+                await send_changes(transaction_producer, changes, partition)
+
+        async def _changes_sent(self, tid: str) -> None:
+            """Every change sent for this transaction has reached Kafka (raises the first failure)."""
+            sending = self._sending.pop(tid, None)
+            if sending is not None:
+                await sending
+
+        def _drop_sending(self, tids: Iterable[str]) -> None:
+            """The transactions are being aborted: their sends are cancelled and their outcome ignored."""
+            for tid in tids:
+                sending = self._sending.pop(tid, None)
+                if sending is not None:
+                    sending.cancel()
+                    sending.add_done_callback(lambda f: f.cancelled() or f.exception())
 
         def _tid(self, tp: Any) -> str:
             return f"{self.app.conf.id}-{self.app.assignor.group_for_topic(tp.topic)}-{tp.partition}"
@@ -191,7 +243,7 @@ def gated_transactions(gate: CommitGate) -> type[TransactionManager]:
 
             async def commit_one(tid: str, partition: int, tp_offsets: dict[Any, int]) -> ProducerFenced | None:
                 try:
-                    await self._send_changelogs(tid, tables[tid], partition)
+                    await self._changes_sent(tid)
                     await self.producer.commit_transactions({tid: tp_offsets}, app.conf.id,
                                                             start_new_transaction=start_new_transaction)
                 except ProducerFenced as exc:

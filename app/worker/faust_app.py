@@ -133,6 +133,7 @@ def new_app(settings: Settings, *, app_id: str | None = None, web: bool = True) 
         # values (tables/archive_pending.py) and the dead letters (schemas/dead_letters.py) are bounded by it.
         producer_max_request_size=MAX_RECORD_BYTES,
         broker_commit_interval=1.0,
+        broker_commit_every=100_000,
         table_cleanup_interval=300.0,
         # A rebalance does not wait for the batches in flight: their acks no longer count once it starts
         # (app/worker/consumer.py), so their events are delivered again and the dedup keeps them once.

@@ -27,14 +27,18 @@ def state_table(memory: RocksMemory) -> type[faust.Table[Any, Any]]:
     """The app's Table class (faust.App(Table=...)); every store shares `memory`."""
 
     class StateTable(faust.Table[Any, Any]):
+        _state: StateStore | None = None
+
         @property
         def store(self) -> StateStore:
-            return cast(StateStore, self.data)
+            state = self._state
+            return state if state is not None else cast(StateStore, self.data)  # Faust makes it on first use
 
         def _new_store_by_url(self, url: Any) -> StateStore:
-            return StateStore(url, self.app, self, table_name=self.name, key_type=self.key_type,
-                              key_serializer=self.key_serializer, value_serializer=self.value_serializer,
-                              value_type=self.value_type, loop=self.loop, options=self.options, memory=memory)
+            self._state = StateStore(url, self.app, self, table_name=self.name, key_type=self.key_type,
+                                     key_serializer=self.key_serializer, value_serializer=self.value_serializer,
+                                     value_type=self.value_type, loop=self.loop, options=self.options, memory=memory)
+            return self._state
 
         def on_key_set(self, key: Any, value: Any) -> None:
             if not self.store.transactional:  # else sent with the commit (app/worker/changelog_batches.py)
@@ -51,7 +55,12 @@ def state_table(memory: RocksMemory) -> type[faust.Table[Any, Any]]:
         def get_at(self, partition: int, key: Any, ts: float | None = None) -> Any:
             """The value of `key` on `partition` (in the window holding `ts`, for a windowed table), None when
             absent. Keys and values are the bytes Faust's own reads and writes use."""
-            raw = self.store.get_bytes(partition, self._key_bytes(key, ts))
+            window = self.window
+            if window is None:
+                raw = self.store.get_bytes(partition, serde.dumps(key))
+            else:
+                assert ts is not None, f"table {self.name} is windowed: a read needs its timestamp"
+                raw = self.store.get_bytes(partition, serde.dumps((key, window.current(ts))))
             return None if raw is None else serde.loads(raw)
 
         def set_at(self, partition: int, key: Any, value: Any, ts: float | None = None) -> None:
@@ -62,26 +71,20 @@ def state_table(memory: RocksMemory) -> type[faust.Table[Any, Any]]:
             self._put_at(partition, key, None, ts)
 
         def _put_at(self, partition: int, key: Any, value: bytes | None, ts: float | None) -> None:
-            window = self.window
-            targets: list[tuple[bytes, float | None]]
+            """Faust's serialized keys: `"key"`, or `["key",[start,end]]` for each window of `ts`."""
+            store, window = self.store, self.window
             if window is None:
-                targets = [(serde.dumps(key), None)]
-            else:
-                assert ts is not None, f"table {self.name} is windowed: a write needs its timestamp"
-                targets = [(serde.dumps([key, [start, end]]), end) for start, end in window.ranges(ts)]
-            for raw, end in targets:
-                self.store.put_bytes(partition, raw, value, end)
-                if not self.store.transactional:
-                    self.send_changelog(partition, raw, value, key_serializer="raw", value_serializer="raw")
+                self._put_bytes(store, partition, serde.dumps(key), value, None)
+                return
+            assert ts is not None, f"table {self.name} is windowed: a write needs its timestamp"
+            for window_range in window.ranges(ts):
+                self._put_bytes(store, partition, serde.dumps((key, window_range)), value, window_range[1])
 
-        def _key_bytes(self, key: Any, ts: float | None) -> bytes:
-            """Faust's serialized key: `"key"`, or `["key",[start,end]]` for the window holding `ts`."""
-            window = self.window
-            if window is None:
-                return serde.dumps(key)
-            assert ts is not None, f"table {self.name} is windowed: a read needs its timestamp"
-            start, end = window.current(ts)
-            return serde.dumps([key, [start, end]])
+        def _put_bytes(self, store: StateStore, partition: int, raw: bytes, value: bytes | None,
+                       window_end: float | None) -> None:
+            store.put_bytes(partition, raw, value, window_end)
+            if not store.transactional:
+                self.send_changelog(partition, raw, value, key_serializer="raw", value_serializer="raw")
 
         def _on_changelog_sent(self, fut: Any) -> None:
             res = fut.result()

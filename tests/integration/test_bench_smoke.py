@@ -46,11 +46,13 @@ def test_gateway_bench_reports_its_ratios(services: None) -> None:
 
 def test_pipeline_bench_reports_its_ratios(services: None) -> None:
     result = run_bench("bench_pipeline", "--events", "2000", "--backlog")
+    (run,) = result["runs"]
     for name in ("raw", "quix", "bare", "faust"):
-        assert result[name]["events"] == 2000 and result[name]["events_per_s"] > 0, result[name]
-    assert result["same_totals_faust_raw"] is True  # the worker and the raw loop wrote the same day totals
+        assert run[name]["events"] == 2000 and run[name]["events_per_s"] > 0, run[name]
+    assert run["same_totals_faust_raw"] is True  # the worker and the raw loop wrote the same day totals
     for ratio in ("ratio_faust_to_raw", "ratio_faust_to_quix", "ratio_bare_to_raw", "ratio_faust_to_bare"):
-        assert result[ratio] > 0, result
+        assert run[ratio] > 0 and result["summary"][ratio]["min"] == run[ratio], result
+    assert result["summary"]["faust_runs_not_caught_up"] == 0 and run["faust"]["watchdog_seeks"] == 0, result
 
 
 def test_scale_bench_reports_its_ratios(services: None) -> None:

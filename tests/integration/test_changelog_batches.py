@@ -1,4 +1,4 @@
-"""A commit's table changes sent as record batches (app/worker/changelog_batches.py), against the real
+"""Table changes sent as record batches in a transaction (app/worker/changelog_batches.py), against the real
 broker: each key once with its last value, visible only once the transaction commits, and the offset the
 store saves is the last record's."""
 from __future__ import annotations
@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from ingestflow.app.clients.kafka import ensure_topics
-from ingestflow.app.worker.changelog_batches import BATCH_BYTES, send_pending
+from ingestflow.app.worker.changelog_batches import BATCH_BYTES, send_changes
 from ingestflow.schemas.topics import TopicSpec
 
 from ..conftest import BASE_ENV, plaintext_kafka
@@ -17,13 +17,9 @@ KAFKA = BASE_ENV["KAFKA_BOOTSTRAP_SERVERS"]
 
 @dataclass
 class Store:
-    """What send_pending reads of a StateStore: its pending changes, and where it notes the offsets sent."""
+    """Where send_changes notes the offsets sent (a StateStore's `note_sent`)."""
 
-    pending: dict[int, dict[bytes, bytes | None]]
     sent: dict[int, int] = field(default_factory=dict)
-
-    def pending_changes(self, partition: int) -> dict[bytes, bytes | None]:
-        return self.pending.get(partition, {})
 
     def note_sent(self, partition: int, offset: int) -> None:
         self.sent[partition] = max(offset, self.sent.get(partition, -1))
@@ -66,14 +62,14 @@ async def test_a_commits_changes_reach_the_changelog_once_per_key_and_only_with_
     topic = f"changelog-batches-{unique}"
     await ensure_topics(plaintext_kafka(KAFKA), (TopicSpec(topic, "key", 2, compacted=True),))
     # Past one batch: 3,000 records of ~300 bytes are about 1 MB, two batches at least.
-    big = {f"key-{i}".encode(): b"v" * 290 for i in range(3000)}
-    store = Store({1: {**big, b"deleted": None}})
+    big: dict[bytes, bytes | None] = {f"key-{i}".encode(): b"v" * 290 for i in range(3000)}
+    store = Store()
     table = Table("t", store, ChangelogTopic(topic))
     producer = AIOKafkaProducer(bootstrap_servers=KAFKA, transactional_id=f"tx-{unique}", acks="all")
     await producer.start()
     try:
         await producer.begin_transaction()
-        sent = await send_pending(producer, [table], 1)
+        sent = await send_changes(producer, [(table, {**big, b"deleted": None})], 1)
         assert sent == 3001 and sum(len(k) + len(v or b"") for k, v in big.items()) > BATCH_BYTES
         assert await committed_records(topic, 1) == []  # nothing visible before the commit
         await producer.commit_transaction()

@@ -4,12 +4,13 @@ from __future__ import annotations
 from types import SimpleNamespace
 from typing import Any
 
+import faust
 from faust.types import TP
 from aiokafka.errors import IllegalStateError
 from intervaltree import Interval
 
-from ingestflow.app.worker.consumer import (PartitionState, consistent_delivery, counts_for_commit, deleted_unprocessed,
-                                            gap_covers, is_stalled)
+from ingestflow.app.worker.consumer import (FETCH_MAX_WAIT_MS, PartitionState, consistent_delivery, counts_for_commit,
+                                            deleted_unprocessed, gap_covers, is_stalled)
 
 EVENTS0 = TP("events", 0)
 
@@ -130,3 +131,13 @@ async def test_the_watchdog_skips_a_partition_revoked_during_its_check() -> None
                           topics=SimpleNamespace(acks_enabled_for=lambda topic: True, _tp_index={}))
     consumer = consistent_delivery(RevokedUnderTheWatchdog, stall_check_s=30.0)(app)
     assert await consumer.check_stalls() == []
+
+
+async def test_the_consumer_threads_fetches_wait_briefly_so_offset_lookups_are_not_queued_behind_them() -> None:
+    """The broker answers a connection's requests in order: with Faust's 1.5 s fetch wait, each offset lookup
+    of a start or rebalance waited up to 1.5 s behind an idle fetch."""
+    app = faust.App("fetch-wait-test", broker="kafka://127.0.0.1:1", autodiscover=False)
+    setattr(app.transport, "Consumer", consistent_delivery(app.transport.Consumer, stall_check_s=30.0))
+    consumer: Any = app.consumer
+    kafka_consumer = consumer._thread._create_worker_consumer(app.transport)
+    assert kafka_consumer._fetch_max_wait_ms == FETCH_MAX_WAIT_MS <= 100
