@@ -7,7 +7,9 @@ changelog records were aborted, and the store never records the changelog offset
 it under the changelog partition and looks it up under the source partition), so every restart replays
 whole changelogs. Here a transaction's writes wait in memory (`pending`, one commit interval's worth) and
 reach RocksDB in one write batch together with the changelog offset, after Kafka committed them; a crash
-loses only uncommitted writes, and recovery reads the changelog from the saved offset on.
+loses only uncommitted writes, and recovery reads the changelog from the saved offset on. The offset is saved
+under its changelog's name, so a store left in TABLE_DIR by another app id is rebuilt, not taken as this
+one's.
 
 Windowed keys (`[key, [start, end]]` in JSON, byte-identical to Faust's changelog keys) are indexed in a
 second column family by window end, so expiry finds the keys of a closed window with a range scan instead
@@ -37,6 +39,7 @@ __all__ = ["RocksMemory", "StateStore", "index_key", "window_end"]
 log = logging.getLogger(__name__)
 
 INDEX_CF = "window-index"
+LEGACY_OFFSET_KEY: bytes = faust_rocksdb.Store.offset_key
 _END = struct.Struct(">d")  # non-negative doubles sort like their big-endian bytes
 
 
@@ -97,15 +100,23 @@ class StateStore(faust_rocksdb.Store):
         self._pending_index: dict[int, dict[bytes, bool]] = {}  # partition -> index key -> put (or delete)
         self._unsent: dict[int, dict[bytes, bytes | None]] = {}  # what of `_pending` the changelog has not had yet
         self._sent: dict[int, int] = {}  # partition -> highest changelog offset sent since the last commit
+        # The saved offset is keyed by its changelog: a store another WORKER_APP_ID left in TABLE_DIR (another
+        # group, other changelogs) has no offset of this one, so it is rebuilt rather than trusted. Faust's one
+        # key made a new app id crash on the old offset (ConsistencyError), or take the old state as its own.
+        self.offset_key = LEGACY_OFFSET_KEY + self.table.changelog_topic.get_topic_name().encode()
 
     # --- opening and closing partitions ---------------------------------------------------------------
 
     def _open_for_partition(self, partition: int) -> Any:
         path = self.partition_path(partition)
         db = self._memory.open(path)
+        legacy = db.get(LEGACY_OFFSET_KEY)
+        if legacy is not None and db.get(self.offset_key) is None:  # saved under Faust's key: taken as ours
+            db[self.offset_key] = legacy
+            del db[LEGACY_OFFSET_KEY]
         if db.get(self.offset_key) is None and _has_data(db):
-            # Written by a version that kept no committed offset, or never committed: of unknown provenance
-            # under exactly-once, so rebuilt from the changelog instead of trusted.
+            # Written by a version that kept no committed offset, never committed, or another app id's: of
+            # unknown provenance under exactly-once, so rebuilt from the changelog instead of trusted.
             log.warning("table %s partition %d: local state without a committed changelog offset; rebuilding "
                         "it from the changelog", self.table_name, partition)
             db.close()

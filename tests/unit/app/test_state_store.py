@@ -3,6 +3,7 @@ saves the changelog offset with them, windowed keys (written or restored) are fo
 expiry, and a store with no saved offset is rebuilt rather than trusted."""
 from __future__ import annotations
 
+import gc
 import tracemalloc
 import weakref
 from collections.abc import Iterator
@@ -16,7 +17,7 @@ import rocksdict
 from faust.streams import _current_event
 
 from ingestflow.app.core import serde
-from ingestflow.app.worker.state_store import RocksMemory, StateStore
+from ingestflow.app.worker.state_store import LEGACY_OFFSET_KEY, RocksMemory, StateStore
 from ingestflow.app.worker.state_table import state_table
 
 DAY = 86400.0
@@ -153,3 +154,44 @@ def test_pending_writes_hold_their_own_size_not_orjsons_buffers(app: faust.App) 
     finally:
         tracemalloc.stop()
     assert per_write < 1024, f"{per_write:.0f} bytes held per pending write"
+
+
+def close(store: StateStore) -> None:
+    """Lets go of the store's partition 0, so that another store can open it."""
+    store._indexes.clear()
+    db = store._dbs.pop(0)
+    db.close()
+    del db
+    gc.collect()
+
+
+def test_a_store_left_by_another_app_id_is_rebuilt_and_a_faust_offset_is_kept_as_ours(tmp_path: Path) -> None:
+    """A new WORKER_APP_ID on the same TABLE_DIR (a new group with new changelogs, as docs/scaling.md grows a
+    deployment) found the old app's offset: its recovery crashed on it (ConsistencyError), or took the old
+    state as its own."""
+    def store_of(app_id: str) -> StateStore:
+        app = faust.App(app_id, store="rocksdb://", datadir=str(tmp_path), autodiscover=False,
+                        processing_guarantee="exactly_once", Table=state_table(RocksMemory(32)))
+        return windowed(app).table.data
+
+    old = store_of("old")
+    old.put_bytes(0, b'["k",[0.0,86399.9]]', b"1.0", 86399.9)
+    old.note_sent(0, 41)
+    old.commit(0)
+    assert old.persisted_offset(old._tp(0)) == 41
+    path = old.partition_path(0)
+    close(old)
+
+    new = store_of("new")
+    assert new.persisted_offset(new._tp(0)) is None and committed_keys(new, 0) == set()
+    close(new)
+
+    legacy = rocksdict.Rdict(str(path), options=RocksMemory(32).options(),
+                             column_families={"window-index": RocksMemory(32).options()})
+    legacy[b'["k",[0.0,86399.9]]'] = b"1.0"
+    legacy[LEGACY_OFFSET_KEY] = b"7"  # an offset saved by Faust's own key
+    legacy.close()
+    del legacy
+    reopened = store_of("new")
+    assert reopened.persisted_offset(reopened._tp(0)) == 7
+    assert committed_keys(reopened, 0) == {b'["k",[0.0,86399.9]]'}
