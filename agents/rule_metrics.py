@@ -125,7 +125,9 @@ def register(app: Any, *, channel: Any, dead_letters: DeadLetters, tables: Table
         if ev.type == "VIEW" and ev.ip:
             guard_key = view_guard.key(ev.rule_id, ev.ip)
             today = dedup.ViewState.from_json(guard.get_at(partition, guard_key, ts))
-            lookback = dedup.ViewState.from_json(guard.get_at(partition, guard_key, ts - dedup.VIEW_REPEAT_S))
+            before = ts - dedup.VIEW_REPEAT_S  # in today's window but in the first ten minutes of a day
+            lookback = today if guard.window.current(before) == guard.window.current(ts) \
+                else dedup.ViewState.from_json(guard.get_at(partition, guard_key, before))
             reason = dedup.view_drop_reason(today, lookback, ts)
             if reason:
                 return f"view-{reason}"

@@ -127,11 +127,15 @@ class StateStore(faust_rocksdb.Store):
         return db
 
     def revoke_partitions(self, table: Any, tps: set[Any]) -> None:
-        for tp in tps:
-            if tp.topic in table.changelog_topic.topics:
-                self.discard(tp.partition)
-                self._indexes.pop(tp.partition, None)
-        super().revoke_partitions(table, tps)
+        """Faust's, which lets go of the revoked partitions' databases and collects garbage so that RocksDB's
+        lock goes with them: only when a partition open here is revoked (every store of every rebalance
+        collected garbage, a fifth of a second of each start)."""
+        mine = {tp for tp in tps if tp.topic in table.changelog_topic.topics}
+        for tp in mine:
+            self.discard(tp.partition)
+            self._indexes.pop(tp.partition, None)
+        if any(tp.partition in self._dbs for tp in mine):
+            super().revoke_partitions(table, mine)
 
     async def stop(self) -> None:
         self._indexes.clear()
