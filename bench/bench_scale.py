@@ -46,14 +46,13 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
 from bench_pipeline import DSN, end_offsets, produce, wait_caught_up
 from services import start_worker  # bench/services.py
 from ingestflow.app.clients.db import migrate
-from ingestflow.app.clients.kafka import ensure_topics
+from ingestflow.app.clients.kafka import ensure_topics, read_topic
 from ingestflow.app.core import serde
 from ingestflow.app.core.settings import KafkaConnection
 from ingestflow.schemas import topics
@@ -184,29 +183,15 @@ class ChangelogContent:
 
 async def changelog_content(bootstrap: str, topic: str) -> ChangelogContent:
     """What reading the changelog from its start (committed records only) finds."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, isolation_level="read_committed",
-                                enable_auto_commit=False)
-    await consumer.start()
-    try:
-        await consumer._client.force_metadata_update()
-        tps = [TopicPartition(topic, p) for p in sorted(consumer._client.cluster.partitions_for_topic(topic) or ())]
-        consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
-        ends = await consumer.end_offsets(tps)
-        content, last = ChangelogContent(), dict[bytes, bool]()
-        async def unread() -> bool:
-            return any([await consumer.position(tp) < ends[tp] for tp in tps])
-        while await unread():
-            for records in (await consumer.getmany(*tps, timeout_ms=1000, max_records=10_000)).values():
-                for record in records:
-                    content.records += 1
-                    content.tombstones += record.value is None
-                    content.bytes += len(record.key or b"") + len(record.value or b"")
-                    last[record.key or b""] = record.value is not None
-        content.live_keys = sum(last.values())
-        return content
-    finally:
-        await consumer.stop()
+    content, last = ChangelogContent(), dict[bytes, bool]()
+    async for batch in read_topic(KafkaConnection(bootstrap_servers=(bootstrap,)), topic):
+        for record in batch:
+            content.records += 1
+            content.tombstones += record.value is None
+            content.bytes += len(record.key or b"") + len(record.value or b"")
+            last[record.key or b""] = record.value is not None
+    content.live_keys = sum(last.values())
+    return content
 
 
 async def changelogs(bootstrap: str, topics_read: list[str]) -> ChangelogContent:

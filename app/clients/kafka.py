@@ -1,14 +1,14 @@
 """Kafka clients for the gateway and the CLI: an idempotent producer whose every send is bounded in time,
-topic creation from the contracts in `schemas/topics.py`, and the start of any aiokafka client with the
-reason it failed. Every client is made from one KafkaConnection (app/clients/kafka_security.py)."""
+topic creation from the contracts in `schemas/topics.py`, reading what a topic holds without a consumer
+group, and the start of any aiokafka client with the reason it failed. Every client is made from one KafkaConnection (app/clients/kafka_security.py)."""
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 
@@ -18,7 +18,8 @@ from ingestflow.schemas.topics import TopicSpec
 
 from .kafka_security import client_options, refusal
 
-__all__ = ["Header", "OutgoingMessage", "Producer", "ensure_topics", "start_client", "partition_counts"]
+__all__ = ["Header", "OutgoingMessage", "Producer", "ensure_topics", "start_client", "partition_counts",
+           "committed_reader", "read_partitions", "read_topic"]
 
 log = logging.getLogger(__name__)
 
@@ -124,6 +125,44 @@ async def start_client(kafka: KafkaConnection, start: Callable[[], Awaitable[Non
         await _quietly(close)
         reason = await refusal(kafka, timeout_s)
         raise Unavailable(reason or f"Kafka at {kafka.bootstrap} is unreachable: {type(exc).__name__}") from exc
+
+
+def committed_reader(kafka: KafkaConnection) -> AIOKafkaConsumer:
+    """A group-less, read_committed consumer: reading never creates or moves a consumer group."""
+    return AIOKafkaConsumer(**client_options(kafka), group_id=None, enable_auto_commit=False,
+                            isolation_level="read_committed", auto_offset_reset="earliest")
+
+
+async def read_partitions(reader: AIOKafkaConsumer, starts: dict[TopicPartition, int]
+                          ) -> AsyncIterator[list[ConsumerRecord[bytes, bytes]]]:
+    """The records of these partitions from their start offsets to the end they have now, in batches, in
+    order per partition (records only: transaction markers take offsets but carry none)."""
+    ends = await reader.end_offsets(list(starts))
+    todo = {tp: start for tp, start in starts.items() if start < ends[tp]}
+    reader.assign(list(starts))
+    for tp, start in todo.items():
+        reader.seek(tp, start)
+    while todo:
+        batches = await reader.getmany(*todo, timeout_ms=1000, max_records=500)
+        for tp, messages in batches.items():
+            yield [m for m in messages if m.offset < ends[tp]]
+        for tp in list(todo):
+            if await reader.position(tp) >= ends[tp]:
+                del todo[tp]
+
+
+async def read_topic(kafka: KafkaConnection, topic: str) -> AsyncIterator[list[ConsumerRecord[bytes, bytes]]]:
+    """Every committed record the topic holds now, from its start, in batches (in order per partition)."""
+    reader = committed_reader(kafka)
+    await start_client(kafka, reader.start, reader.stop)
+    try:
+        await reader._client.force_metadata_update()  # a fresh consumer may not know the topic yet
+        tps = [TopicPartition(topic, p) for p in sorted(reader.partitions_for_topic(topic) or ())]
+        if tps:
+            async for batch in read_partitions(reader, dict(await reader.beginning_offsets(tps))):
+                yield batch
+    finally:
+        await reader.stop()
 
 
 async def ensure_topics(kafka: KafkaConnection, specs: Iterable[TopicSpec]) -> list[str]:

@@ -11,19 +11,17 @@ the contract (schemas/dead_letters.py) is counted as unreadable and skipped, nev
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
-from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from aiokafka import ConsumerRecord, TopicPartition
 
-from ingestflow.app.clients.kafka import start_client
-from ingestflow.app.clients.kafka_security import client_options
+from ingestflow.app.clients.kafka import committed_reader, read_partitions, start_client
 from ingestflow.app.core.settings import KafkaConnection
 from ingestflow.schemas import dead_letters as contract
 from ingestflow.schemas.topics import DEAD_LETTERS
 
-__all__ = ["SourceRange", "Selection", "DeadLetter", "Scan", "Assembler", "scan", "consumer", "read_partitions"]
+__all__ = ["SourceRange", "Selection", "DeadLetter", "Scan", "Assembler", "scan"]
 
 SEEK_EARLY = timedelta(minutes=1)
 _RANGE = re.compile(r"(?P<topic>[A-Za-z0-9._-]+):(?P<partition>\d+):(?P<first>\d+)(?:-(?P<last>\d+))?")
@@ -142,33 +140,9 @@ def _identity(source: contract.Source) -> str:
     return f"{source.topic}:{source.partition}:{source.offset}"
 
 
-def consumer(kafka: KafkaConnection) -> AIOKafkaConsumer:
-    """A group-less, read_committed consumer: reading never creates or moves a consumer group."""
-    return AIOKafkaConsumer(**client_options(kafka), group_id=None, enable_auto_commit=False,
-                            isolation_level="read_committed", auto_offset_reset="earliest")
-
-
-async def read_partitions(reader: AIOKafkaConsumer, starts: dict[TopicPartition, int]
-                          ) -> AsyncIterator[list[ConsumerRecord]]:
-    """The records of these partitions from their start offsets to the end they have now, in batches, in
-    order per partition (records only: transaction markers take offsets but carry none)."""
-    ends = await reader.end_offsets(list(starts))
-    todo = {tp: start for tp, start in starts.items() if start < ends[tp]}
-    reader.assign(list(starts))
-    for tp, start in todo.items():
-        reader.seek(tp, start)
-    while todo:
-        batches = await reader.getmany(*todo, timeout_ms=1000, max_records=500)
-        for tp, messages in batches.items():
-            yield [m for m in messages if m.offset < ends[tp]]
-        for tp in list(todo):
-            if await reader.position(tp) >= ends[tp]:
-                del todo[tp]
-
-
 async def scan(kafka: KafkaConnection, selection: Selection, *, keep_values: bool = True) -> Scan:
     """The dead letters `selection` picks, whole (values dropped unless `keep_values`)."""
-    reader = consumer(kafka)
+    reader = committed_reader(kafka)
     await start_client(kafka, reader.start, reader.stop)
     try:
         await reader._client.force_metadata_update()  # a fresh consumer may not know the topic yet

@@ -23,7 +23,7 @@ from .dlq import DeadLetter, Scan, Selection, SourceRange, scan
 from .progress import Progress, stop_on_interrupt
 from .redrive import redrive
 
-__all__ = ["add_parser", "run", "letter_json", "summary_json", "render_list"]
+__all__ = ["add_arguments", "run", "letter_json", "summary_json", "render_list"]
 
 
 def _time(text: str) -> datetime:

@@ -23,12 +23,13 @@ from dataclasses import dataclass, field
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.partitioner import murmur2
 
-from ingestflow.app.clients.kafka import Header, OutgoingMessage, Producer, start_client
+from ingestflow.app.clients.kafka import (Header, OutgoingMessage, Producer, committed_reader, read_partitions,
+                                          start_client)
 from ingestflow.app.core.errors import ValidationError
 from ingestflow.app.core.settings import KafkaConnection
 from ingestflow.app.stores.redrive_store import Key, Redrive, RedriveStore
 
-from .dlq import DeadLetter, Selection, consumer, read_partitions, scan
+from .dlq import DeadLetter, Selection, scan
 from .progress import Progress
 
 __all__ = ["RedriveReport", "redrive", "fingerprint", "CHUNK"]
@@ -87,7 +88,7 @@ async def redrive(kafka: KafkaConnection, store: RedriveStore, selection: Select
     found = await scan(kafka, selection)
     report = RedriveReport(selected=len(found.letters), incomplete=found.incomplete, unreadable=found.unreadable)
     letters = sorted(found.letters, key=lambda d: (d.source.topic, d.source.partition, d.source.offset))
-    reader = consumer(kafka)
+    reader = committed_reader(kafka)
     await start_client(kafka, reader.start, reader.stop)
     try:
         plans = _plan(letters, to, await _partition_counts(reader, to, {d.source.topic for d in letters}))

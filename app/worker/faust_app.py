@@ -95,6 +95,15 @@ class IngestflowApp(faust.App):
     def _new_web(self) -> Web:
         return OwnPagesOnly(self)
 
+    def topic(self, *topics: str, maxsize: int | None = None, **kwargs: Any) -> Any:
+        """Faust's, with `maxsize` (the stream buffer of the topic's channel) applied: Faust's App.topic drops
+        it, so every topic buffered `stream_buffer_maxsize` (4,096) events whatever was asked, and a chunked
+        topic 4,096 chunks: a worker behind on a backlog held millions of fetched records."""
+        topic = super().topic(*topics, **kwargs)
+        if maxsize is not None:
+            topic.maxsize = maxsize
+        return topic
+
     def chunked_topic(self, *names: str, partitions: int) -> Any:
         """A raw-bytes topic (one channel over `names`) whose partitions reach its agent as chunks."""
         self.chunked_topics.update(names)

@@ -18,7 +18,7 @@ from ingestflow.app.clients.kafka import ensure_topics
 from ingestflow.schemas import topics
 
 from . import analytics_data
-from .conftest import DSN, Process, all_committed, eventually, wait_http
+from .conftest import DSN, Process, all_committed, eventually
 from .toxiproxy import Toxiproxy
 
 KAFKA_PORT, WORKER_A, WORKER_B, PG_PROXY_PORT = 18580, 18582, 18583, 18584

@@ -84,7 +84,7 @@ async def test_status_shows_owners_spool_backlog_and_transfers_and_what_needs_at
     assert body["transferLogs"] == {"pending": 0, "oldestPendingSeconds": None, "failedBatches": 0,
                                     "failedLastHour": 0}
     code, text = await status(env)
-    assert code == 0 and "nothing needs attention" in text and f"events[0]" in text and owner in text
+    assert code == 0 and "nothing needs attention" in text and "events[0]" in text and owner in text
 
     # The worker goes away with records waiting; one upload was left pending 20 minutes ago, one batch failed.
     worker.stop()

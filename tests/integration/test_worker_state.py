@@ -18,11 +18,12 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 import pytest
 
-from ingestflow.app.clients.kafka import ensure_topics
+from ingestflow.app.clients.kafka import ensure_topics, read_topic
 from ingestflow.app.core import serde
 from ingestflow.schemas import topics
 
 from . import analytics_data
+from ..conftest import plaintext_kafka
 from .conftest import PrivateService, all_committed, eventually
 
 KAFKA_PORT = 18740
@@ -64,24 +65,12 @@ async def end_offsets(bootstrap: str, tps: list[TopicPartition]) -> dict[TopicPa
 
 async def changelog(bootstrap: str, topic: str) -> tuple[int, dict[bytes, bytes | None]]:
     """A changelog's committed records: how many, and the last value of each key (None: a tombstone)."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, isolation_level="read_committed",
-                                enable_auto_commit=False)
-    await consumer.start()
-    try:
-        await consumer._client.force_metadata_update()
-        tps = [TopicPartition(topic, p) for p in sorted(consumer._client.cluster.partitions_for_topic(topic) or ())]
-        consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
-        ends = await consumer.end_offsets(tps)
-        count, last = 0, {}
-        while [tp for tp in tps if await consumer.position(tp) < ends[tp]]:
-            for records in (await consumer.getmany(timeout_ms=1000)).values():
-                for record in records:
-                    count += 1
-                    last[record.key] = record.value
-        return count, last
-    finally:
-        await consumer.stop()
+    count, last = 0, {}
+    async for batch in read_topic(plaintext_kafka(bootstrap), topic):
+        for record in batch:
+            count += 1
+            last[record.key] = record.value
+    return count, last
 
 
 def stored_keys(table_dir: Path, table: str) -> tuple[int, int]:

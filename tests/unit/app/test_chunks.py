@@ -12,6 +12,7 @@ from faust.types import TP
 
 from ingestflow.app.worker.chunks import CHUNK_RECORDS, Chunk, chunk_of, offsets_of
 from ingestflow.app.worker.consumer import consistent_delivery
+from ingestflow.app.worker.faust_app import CHUNK_QUEUE, IngestflowApp
 
 EVENTS0 = TP("events", 0)
 
@@ -96,3 +97,13 @@ async def test_a_large_fetch_is_cut_into_chunks_of_at_most_chunk_records(consume
     for chunk in consumer.delivered:
         consumer.ack(chunk)
     assert consumer._new_offset(EVENTS0) == fetched[-1].offset + 1
+
+
+def test_a_chunked_topics_stream_buffer_holds_a_few_chunks_not_fausts_4096() -> None:
+    """Faust's App.topic drops `maxsize`: every topic buffered 4,096 events, and a chunked topic 4,096 chunks
+    of up to 1,000 records (a worker behind on a backlog held 1.4 million fetched records, over 1 GB)."""
+    app = IngestflowApp("chunk-queue-test", broker="kafka://127.0.0.1:1", autodiscover=False)
+    topic = app.chunked_topic("events", "rules", partitions=4)
+    agent_channel = topic.clone(is_iterator=False)  # what an agent's stream reads from
+    assert topic.queue.maxsize == agent_channel.queue.maxsize == CHUNK_QUEUE < 100
+    assert app.chunked_topics == {"events", "rules"}
