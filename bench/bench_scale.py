@@ -131,12 +131,12 @@ async def restored_records(port: int) -> int:
     return int(sum(float(v) for v in re.findall(r"^ingestflow_table_restored_records_total{[^}]*} (\S+)$", text, re.M)))
 
 
-async def state(bootstrap: str, work: Path, sizes: list[int]) -> dict[str, Any]:
+async def state(bootstrap: str, work: Path, sizes: list[int], settings: dict[str, str]) -> dict[str, Any]:
     run = uuid.uuid4().hex[:6]
     group, port = f"bench-scale-{run}", KAFKA_PORT + 2
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
-    proc = worker(bootstrap, group, work, port, "state")
+    proc = worker(bootstrap, group, work, port, "state", settings)
     held, rows = 0, list[dict[str, Any]]()
     try:
         await members(admin, group, [proc])
@@ -151,7 +151,7 @@ async def state(bootstrap: str, work: Path, sizes: list[int]) -> dict[str, Any]:
             proc.terminate()  # a deploy's restart: the member leaves its group at once
             proc.wait(120)
             began = time.monotonic()
-            proc = worker(bootstrap, group, work, port, "state")
+            proc = worker(bootstrap, group, work, port, "state", settings)
             await feed(bootstrap, run, held, PROBE)
             held += PROBE
             restart_s = round(await caught_up(admin, bootstrap, group, [proc]) - began, 1)
@@ -276,6 +276,7 @@ async def main() -> None:
     sub = parser.add_subparsers(dest="mode", required=True)
     st = sub.add_parser("state")
     st.add_argument("--ids", default="500000,1000000,2000000")
+    st.add_argument("--table-memory-mb", type=int, help="the worker's TABLE_MEMORY_MB (default: the setting's)")
     cl = sub.add_parser("changelog")
     cl.add_argument("--history", type=int, default=500_000)
     cl.add_argument("--live", type=int, default=100_000)
@@ -294,7 +295,8 @@ async def main() -> None:
         await ensure_topics(KafkaConnection(bootstrap_servers=(bootstrap,)), topics.specs(partitions))
         result: dict[str, Any] = {"mode": args.mode, "cpus": os.cpu_count(), "events_partitions": partitions}
         if args.mode == "state":
-            result.update(await state(bootstrap, work, [int(x) for x in args.ids.split(",")]))
+            memory = {} if args.table_memory_mb is None else {"TABLE_MEMORY_MB": str(args.table_memory_mb)}
+            result.update(await state(bootstrap, work, [int(x) for x in args.ids.split(",")], memory))
         elif args.mode == "changelog":
             result.update(await changelog(bootstrap, work, args.history, args.live))
         else:

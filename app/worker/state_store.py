@@ -182,8 +182,12 @@ class StateStore(faust_rocksdb.Store):
                 batch.put(key, value)
         self._write_index(batch, partition, index or {})
         if sent is not None:
+            # The transaction's commit marker follows its last record here (one producer writes this changelog
+            # partition), so the store reflects the log up to the marker. Saving the record's offset left one
+            # offset with no record to read before the log's end, and every restart's recovery waited for it
+            # until Faust's aborted-transaction check gave up: ten seconds.
             persisted = self.persisted_offset(self._tp(partition))
-            batch.put(self.offset_key, str(max(sent, -1 if persisted is None else persisted)).encode())
+            batch.put(self.offset_key, str(max(sent + 1, -1 if persisted is None else persisted)).encode())
         db.write(batch)
 
     def _tp(self, partition: int) -> TP:

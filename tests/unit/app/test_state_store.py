@@ -69,7 +69,7 @@ def test_writes_reach_rocksdb_with_their_changelog_offset_only_when_committed(ap
     store.note_sent(1, 41)
     store.commit(1)
     assert committed_keys(store, 1) == {b'["a",[0.0,86399.9]]'}
-    assert store.persisted_offset(store._tp(1)) == 41
+    assert store.persisted_offset(store._tp(1)) == 42  # the commit marker after the record at 41
     store[key("b", 0)] = 1.0
     store.discard(1)  # its transaction was aborted
     assert key("b", 0) not in store
@@ -178,7 +178,7 @@ def test_a_store_left_by_another_app_id_is_rebuilt_and_a_faust_offset_is_kept_as
     old.put_bytes(0, b'["k",[0.0,86399.9]]', b"1.0", 86399.9)
     old.note_sent(0, 41)
     old.commit(0)
-    assert old.persisted_offset(old._tp(0)) == 41
+    assert old.persisted_offset(old._tp(0)) == 42
     path = old.partition_path(0)
     close(old)
 
