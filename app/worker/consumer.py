@@ -325,6 +325,10 @@ def consistent_delivery(base: type[Any], *, stall_check_s: float) -> type[Any]:
             consumer = self._thread._ensure_consumer()
             return cast(Mapping[TP, int], await self._thread.call_thread(consumer.end_offsets, list(partitions)))
 
+        def delivering_any(self, tps: Iterable[Any]) -> bool:
+            """True while records of these partitions are in the fetch being handed to the streams."""
+            return not self._pending_tps.isdisjoint(TP(tp.topic, tp.partition) for tp in tps)
+
         # --- the consumer thread ----------------------------------------------------------------------
 
         def _new_consumer_thread(self) -> Any:

@@ -1,8 +1,8 @@
 """The Faust app as every ingestflow process runs it: exactly-once, raw bytes in and out (our own orjson
 decoding, app/core/serde.py), tables on a committed-only RocksDB store in a fixed memory budget
-(app/worker/state_store.py, state_table.py), a consumer whose deliveries, seeks and acks stay consistent
-and whose watchdog seeks stalled partitions back (app/worker/consumer.py), and the Faust settings that
-decide its speed.
+(app/worker/state_store.py, state_table.py) recovered without waiting for records that never come
+(app/worker/recovery.py), a consumer whose deliveries, seeks and acks stay consistent and whose watchdog
+seeks stalled partitions back (app/worker/consumer.py), and the Faust settings that decide its speed.
 
 `new_app` is shared by the worker (app/worker/app.py) and the benchmark's bare-Faust baseline, so the
 benchmark's framework ceiling runs with exactly the worker's settings.
@@ -30,6 +30,7 @@ from ingestflow.app.core.settings import Settings
 
 from .chunks import Chunk
 from .consumer import consistent_delivery
+from .recovery import PromptTableManager
 from .state_store import RocksMemory
 from .state_table import state_table
 
@@ -119,6 +120,7 @@ def new_app(settings: Settings, *, app_id: str | None = None, web: bool = True) 
         broker_credentials=broker_credentials(settings.kafka),  # KAFKA_SECURITY_PROTOCOL, KAFKA_SASL_*, KAFKA_SSL_*
         store="rocksdb://",
         Table=state_table(RocksMemory(settings.table_memory_mb)),
+        TableManager=PromptTableManager,
         datadir=str(settings.table_dir),
         processing_guarantee="exactly_once",
         # Names this worker in the group's member list (`ingestflow status`): host and the /metrics port.
