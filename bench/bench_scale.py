@@ -11,7 +11,8 @@ state: one worker is fed unique events (2,000 rules, random IPs, every id distin
     everything, the worker's RSS is read, then it is stopped (SIGTERM) and restarted, and the restart is timed
     from the new process to its group's commits reaching the end of `events` again (with 1,000 new events
     produced meanwhile, so the restarted worker must be processing). The changelog records the restarted
-    worker read into its stores come from its metric ingestflow_table_restored_records_total. Figures are reported as ratios against the
+    worker read into its stores come from its metric ingestflow_table_restored_records_total, what RocksDB
+    holds of its memory budget from ingestflow_table_memory_bytes. Figures are reported as ratios against the
     first size.
 changelog: one worker (TABLE_EXPIRY_INTERVAL_S=5) is fed --history unique events stamped 30 days ago, whose
     dedup and view-guard windows have closed (DEDUP_RETENTION_DAYS=7: expired after 14 days; view guard after
@@ -125,11 +126,11 @@ async def members(admin: AIOKafkaAdminClient, group: str, procs: list[subprocess
     raise RuntimeError(f"group {group} not stable with {n} members")
 
 
-async def restored_records(port: int) -> int:
-    """Changelog records the worker read into its stores since it started (its own metric)."""
+async def metric(port: int, name: str) -> float:
+    """The worker's own metric `name` from its /metrics, summed over its labels."""
     async with aiohttp.ClientSession() as session, session.get(f"http://127.0.0.1:{port}/metrics") as response:
         text = await response.text()
-    return int(sum(float(v) for v in re.findall(r"^ingestflow_table_restored_records_total{[^}]*} (\S+)$", text, re.M)))
+    return sum(float(v) for v in re.findall(rf"^{name}(?:{{[^}}]*}})? (\S+)$", text, re.M))
 
 
 async def state(bootstrap: str, work: Path, sizes: list[int], settings: dict[str, str]) -> dict[str, Any]:
@@ -149,6 +150,7 @@ async def state(bootstrap: str, work: Path, sizes: list[int], settings: dict[str
             rate = round((size - (rows[-1]["ids"] if rows else 0)) / (time.monotonic() - started))
             await asyncio.sleep(5)
             rss = rss_mb(proc.pid)
+            rocksdb = round(await metric(port, "ingestflow_table_memory_bytes") / 2**20)
             proc.terminate()  # a deploy's restart: the member leaves its group at once
             proc.wait(120)
             began = time.monotonic()
@@ -156,8 +158,8 @@ async def state(bootstrap: str, work: Path, sizes: list[int], settings: dict[str
             await feed(bootstrap, run, held, PROBE)
             held += PROBE
             restart_s = round(await caught_up(admin, bootstrap, group, [proc]) - began, 1)
-            read = await restored_records(port)
-            rows.append({"ids": size, "rss_mb": rss, "restart_s": restart_s, "recovery_read": read,
+            read = int(await metric(port, "ingestflow_table_restored_records_total"))
+            rows.append({"ids": size, "rss_mb": rss, "rocksdb_mb": rocksdb, "restart_s": restart_s, "recovery_read": read,
                          "events_per_s": rate})
             print(rows[-1], flush=True)
     finally:

@@ -23,8 +23,8 @@ __all__ = ["configure_logging", "logging_config", "publish_build_info", "observe
            "PROCESSING_SECONDS", "EVENT_AGE", "DEPENDENCY_UP", "READY", "CONSUMER_LAG", "CONSUMER_COMMITTED",
            "REBALANCES", "ARCHIVE_BATCHES", "ARCHIVE_BYTES", "ARCHIVE_UPLOAD_SECONDS", "ARCHIVE_UPLOAD_FAILURES",
            "TRANSFERS_PENDING", "TRANSFERS_PENDING_AGE", "SPOOLED", "SPOOL_REPLAYED", "SPOOL_PENDING", "SPOOL_FAILED",
-           "SPOOL_BYTES", "SPOOL_MAX_BYTES", "RATE_LIMITED", "TABLE_KEYS", "BUILD_INFO", "PARTITION_STALLS",
-           "RESTORED_RECORDS", "RECORDS_DELETED_UNPROCESSED", "BATCHES_READ_AGAIN"]
+           "SPOOL_BYTES", "SPOOL_MAX_BYTES", "RATE_LIMITED", "TABLE_KEYS", "TABLE_MEMORY", "BUILD_INFO",
+           "PARTITION_STALLS", "RESTORED_RECORDS", "RECORDS_DELETED_UNPROCESSED", "BATCHES_READ_AGAIN"]
 
 REQUESTS = Counter("ingestflow_http_requests_total", "HTTP requests by route and status", ["route", "status"])
 REQUEST_SECONDS = Histogram("ingestflow_http_request_duration_seconds", "Time to answer an HTTP request",
@@ -43,6 +43,8 @@ EVENT_AGE = Histogram("ingestflow_event_age_seconds", "From a batch's newest rec
                       ["agent"], buckets=(0.05, 0.25, 1, 5, 15, 60, 300, 900, 3600, 4 * 3600, 86400, 7 * 86400,
                                           30 * 86400))
 TABLE_KEYS = Gauge("ingestflow_table_keys", "Keys held by this worker per table", ["table"])
+TABLE_MEMORY = Gauge("ingestflow_table_memory_bytes",
+                     "RocksDB's block cache and memtables, every table of this worker (bounded by TABLE_MEMORY_MB)")
 PARTITION_STALLS = Counter("ingestflow_partition_stalls_total",
                            "Partitions the watchdog sought back to their committed offset", ["topic", "partition"])
 BATCHES_READ_AGAIN = Counter("ingestflow_batches_read_again_total",

@@ -50,6 +50,7 @@ from .commit_gate import CommitGate, gated_transactions
 from .consumer import delivered_now
 from .faust_app import QuietWorker, new_app, prometheus_sensors
 from .lag import export_consumer_lag
+from .state_store import limit_malloc_arenas
 
 __all__ = ["build_app", "run_worker"]
 
@@ -239,6 +240,7 @@ def events_partitions(settings: Settings) -> int:
 
 
 def run_worker(settings: Settings, secrets: list[str]) -> None:
+    limit_malloc_arenas()
     app = build_app(settings, events_partitions=events_partitions(settings))
     worker = QuietWorker(app, loglevel=settings.log_level, redirect_stdouts=False,
                           logging_config=logging_config(settings.log_level, secrets))

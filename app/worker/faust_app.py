@@ -25,7 +25,7 @@ from faust.web.drivers.aiohttp import Web as AiohttpWeb
 
 from ingestflow.app.clients.kafka_security import broker_credentials
 from ingestflow.app.core.limits import MAX_RECORD_BYTES
-from ingestflow.app.core.observability import REBALANCES
+from ingestflow.app.core.observability import REBALANCES, TABLE_MEMORY
 from ingestflow.app.core.settings import Settings
 
 from .chunks import Chunk
@@ -114,12 +114,14 @@ class IngestflowApp(faust.App):
 
 def new_app(settings: Settings, *, app_id: str | None = None, web: bool = True) -> IngestflowApp:
     settings.table_dir.mkdir(parents=True, exist_ok=True)
+    memory = RocksMemory(settings.table_memory_mb)
+    TABLE_MEMORY.set_function(memory.used_bytes)  # read at each scrape
     app = IngestflowApp(
         app_id or settings.worker_id,
         broker=[f"kafka://{b}" for b in settings.kafka.bootstrap_servers],
         broker_credentials=broker_credentials(settings.kafka),  # KAFKA_SECURITY_PROTOCOL, KAFKA_SASL_*, KAFKA_SSL_*
         store="rocksdb://",
-        Table=state_table(RocksMemory(settings.table_memory_mb)),
+        Table=state_table(memory),
         TableManager=PromptTableManager,
         datadir=str(settings.table_dir),
         processing_guarantee="exactly_once",

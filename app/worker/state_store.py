@@ -18,6 +18,8 @@ the same way.
 """
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import logging
 import struct
 from collections.abc import Callable, Iterable, Iterator
@@ -34,7 +36,7 @@ from faust.types.enums import ProcessingGuarantee
 from ingestflow.app.core import serde
 from ingestflow.app.core.observability import RESTORED_RECORDS
 
-__all__ = ["RocksMemory", "StateStore", "index_key", "window_end"]
+__all__ = ["RocksMemory", "StateStore", "index_key", "window_end", "limit_malloc_arenas"]
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +52,22 @@ def index_key(end: float, key: bytes) -> bytes:
 def window_end(key: bytes) -> float:
     """The window end of a windowed table key as Faust serializes it: `["key",[start,end]]`."""
     return float(serde.loads(key)[1][1])
+
+
+M_ARENA_MAX = -8  # glibc's mallopt parameter (malloc.h)
+
+
+def limit_malloc_arenas(arenas: int = 2) -> bool:
+    """Has glibc's malloc keep at most `arenas` arenas, as MALLOC_ARENA_MAX would; False where it is not glibc.
+
+    RocksDB's flush and compaction threads allocate and free large blocks; glibc gives each thread an arena
+    of its own (up to eight per core) and returns little of a fragmented arena, so a worker's RSS kept
+    growing beside the RocksDB budget as its state grew. Called before those threads start."""
+    libc = ctypes.util.find_library("c")
+    if libc is None:
+        return False
+    mallopt = getattr(ctypes.CDLL(libc), "mallopt", None)
+    return mallopt is not None and mallopt(M_ARENA_MAX, arenas) == 1
 
 
 @dataclass
@@ -71,7 +89,16 @@ class RocksMemory:
         table = rocksdict.BlockBasedOptions()
         table.set_block_cache(self._cache)
         table.set_bloom_filter(10, False)
+        # Index and filter blocks live in the budget too, partitioned: a lookup loads the 4 KiB pieces it
+        # needs. Whole, a large file's filter is a megabyte that the cache evicts under a budget full of
+        # memtables and reads back (and checksums) for nearly every lookup: a worker holding 7 million ids
+        # slowed from 35,000 lookups a second to 6,000.
         table.set_cache_index_and_filter_blocks(True)
+        table.set_index_type(rocksdict.BlockBasedIndexType.two_level_index_search())
+        table.set_partition_filters(True)
+        table.set_metadata_block_size(4096)
+        table.set_pin_top_level_index_and_filter(True)
+        table.set_pin_l0_filter_and_index_blocks_in_cache(True)
         opts = rocksdict.Options(raw_mode=True)
         opts.create_if_missing(True)
         opts.create_missing_column_families(True)
@@ -80,6 +107,10 @@ class RocksMemory:
         opts.set_write_buffer_manager(self._buffers)
         opts.set_block_based_table_factory(table)
         return opts
+
+    def used_bytes(self) -> int:
+        """What RocksDB holds of the budget now: cached blocks and memtables (charged to the same cache)."""
+        return 0 if self._cache is None else int(self._cache.get_usage())
 
     def open(self, path: Path) -> rocksdict.Rdict:
         opts = self.options()
@@ -91,7 +122,7 @@ class StateStore(faust_rocksdb.Store):
 
     def __init__(self, *args: Any, memory: RocksMemory, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._memory = memory
+        self.memory = memory
         self._windowed = self.table.window is not None
         conf: Any = self.app.conf
         self._transactional = conf.processing_guarantee == ProcessingGuarantee.EXACTLY_ONCE
@@ -109,7 +140,7 @@ class StateStore(faust_rocksdb.Store):
 
     def _open_for_partition(self, partition: int) -> Any:
         path = self.partition_path(partition)
-        db = self._memory.open(path)
+        db = self.memory.open(path)
         legacy = db.get(LEGACY_OFFSET_KEY)
         if legacy is not None and db.get(self.offset_key) is None:  # saved under Faust's key: taken as ours
             db[self.offset_key] = legacy
@@ -121,8 +152,8 @@ class StateStore(faust_rocksdb.Store):
                         "it from the changelog", self.table_name, partition)
             db.close()
             del db
-            rocksdict.Rdict.destroy(str(path), self._memory.options())
-            db = self._memory.open(path)
+            rocksdict.Rdict.destroy(str(path), self.memory.options())
+            db = self.memory.open(path)
         self._indexes[partition] = (db.get_column_family(INDEX_CF), db.get_column_family_handle(INDEX_CF))
         return db
 
