@@ -2,7 +2,7 @@
 event ids held, and one worker against two on the same backlog. A private broker (own data dir), the shared
 PostgreSQL.
 
-    python bench/bench_scale.py state --ids 500000,1000000,5000000
+    python bench/bench_scale.py state --ids 1000000,5000000,10000000
     python bench/bench_scale.py changelog --history 500000 --live 100000
     python bench/bench_scale.py workers --events 200000
 
