@@ -222,7 +222,7 @@ class Settings:
     allow_example_secrets: bool = False
     # Worker state and delivery (docs/scaling.md).
     events_partitions: int = 12
-    table_memory_mb: int = 256
+    table_memory_mb: int = 128
     table_expiry_interval_s: float = 300.0
     stall_check_s: float = 10.0
 
@@ -305,7 +305,7 @@ class Settings:
             run_restart_window_s=e.float("RUN_RESTART_WINDOW_S", 300.0, 1.0),
             allow_example_secrets=e.bool("ALLOW_EXAMPLE_SECRETS"),
             events_partitions=e.int("EVENTS_PARTITIONS", 12, 1, 1000),
-            table_memory_mb=e.int("TABLE_MEMORY_MB", 256, 16, 1_000_000),
+            table_memory_mb=e.int("TABLE_MEMORY_MB", 128, 16, 1_000_000),
             table_expiry_interval_s=e.float("TABLE_EXPIRY_INTERVAL_S", 300.0, 0.1),
             stall_check_s=e.float("STALL_CHECK_S", 10.0, 0.1),
         )

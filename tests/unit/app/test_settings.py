@@ -23,7 +23,7 @@ def test_defaults_are_the_documented_ones() -> None:
     assert s.buffer_size == 100
     assert s.cron_schedule == "*/5 * * * *"
     assert s.archive_url.startswith("local://")
-    assert (s.events_partitions, s.table_memory_mb, s.table_expiry_interval_s, s.stall_check_s) == (12, 256, 300.0, 10.0)
+    assert (s.events_partitions, s.table_memory_mb, s.table_expiry_interval_s, s.stall_check_s) == (12, 128, 300.0, 10.0)
 
 
 @pytest.mark.parametrize(("variable", "value", "message"), [
