@@ -25,6 +25,11 @@ Faust 0.15.3 defects met on the way, fixed here:
   offset, unknown until the partition was fetched once: at start-up such a partition looked empty and was
   not restored. Here the ends come from the broker.
 - A revoked partition's records mid-batch made `highwater()` fail an assertion and crashed the fetcher.
+- A partition whose stream buffer is under pressure leaves the fetch's active set (`on_buffer_full`), and
+  its records wait in aiokafka's fetcher. When the buffer drains it rejoins the set, but the delivery loop
+  was by then waiting in a fetch for the other partitions' records only, and it stayed there until that
+  fetch's one-second timeout: on a backlog, where the buffer fills every few batches, the agent idled a
+  third of the time. Here the partition's return wakes that fetch (`ShortPollThread.wake_fetch`).
 - Its seek to the committed offsets (aiokafka's `seek_to_committed`) moves only partitions with a commit
   above 0, and it keeps no committed offset for the others: a partition the group had not committed yet
   kept its fetch position across a rebalance (past records delivered before it, which no one then wrote),
@@ -140,6 +145,20 @@ class ShortPollThread(AIOKafkaConsumerThread):
         consumer._fetch_max_wait_ms = FETCH_MAX_WAIT_MS  # read by the fetcher aiokafka makes at start
         return consumer
 
+    def wake_fetch(self) -> None:
+        """Wakes a fetch waiting for records (from any thread): it looks again at the active partitions,
+        which the caller changed, and returns what the fetcher holds of them without waiting longer."""
+        consumer = self._consumer
+        fetcher = None if consumer is None else consumer._fetcher
+        if fetcher is not None:
+            self.thread_loop.call_soon_threadsafe(_wake_waiters, fetcher)
+
+
+def _wake_waiters(fetcher: Any) -> None:
+    for waiter in list(fetcher._fetch_waiters):  # aiokafka's fetched_records waits on these
+        if not waiter.done():
+            waiter.set_result(None)
+
 
 def consistent_delivery(base: type[Any], *, stall_check_s: float) -> type[Any]:
     """The transport's consumer class with the delivery loop, seeks, acks and watchdog described above."""
@@ -171,6 +190,13 @@ def consistent_delivery(base: type[Any], *, stall_check_s: float) -> type[Any]:
             the partition, so an agent writes no table for it (app/worker/commit_gate.py)."""
             return counts_for_commit(getattr(message, EPOCH, None), self._epochs.get(message.tp, 0),
                                      message.generation_id, self.app.consumer_generation_id)
+
+        def on_buffer_drop(self, tp: TP) -> None:
+            """Faust's, and the fetch waiting without this partition wakes to take its records."""
+            returning = tp in self._buffered_partitions
+            super().on_buffer_drop(tp)
+            if returning:
+                self._thread.wake_fetch()
 
         def ack(self, message: Any) -> bool:
             if not self.delivered_now(message):

@@ -1,0 +1,61 @@
+"""The worker's consumer (app/worker/consumer.py) against the real broker: a partition Faust took out of the
+fetch because its stream buffer was under pressure rejoins a fetch already waiting, instead of waiting for
+that fetch's timeout (on a backlog, a third of the worker's time went to that wait)."""
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import faust
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from faust.types import TP
+
+from ingestflow.app.clients.kafka import ensure_topics
+from ingestflow.app.worker.consumer import consistent_delivery
+from ingestflow.schemas.topics import TopicSpec
+
+from ..conftest import BASE_ENV, plaintext_kafka
+from .conftest import eventually
+
+KAFKA = BASE_ENV["KAFKA_BOOTSTRAP_SERVERS"]
+FETCH_TIMEOUT_S = 30.0  # a fetch not woken returns nothing after this; a woken one returns at once
+
+
+async def test_a_partition_back_from_buffer_pressure_is_taken_by_the_fetch_already_waiting(
+        services: None, unique: str) -> None:
+    topic = f"fetch-wake-{unique}"
+    await ensure_topics(plaintext_kafka(KAFKA), [TopicSpec(topic, key="k", partitions=2)])
+    busy, idle = TP(topic, 0), TP(topic, 1)
+    producer = AIOKafkaProducer(bootstrap_servers=KAFKA)
+    await producer.start()
+    try:
+        for n in range(10):
+            await producer.send_and_wait(topic, f"record {n}".encode(), partition=busy.partition)
+    finally:
+        await producer.stop()
+
+    app = faust.App(f"fetch-wake-{unique}", broker=f"kafka://{KAFKA}", autodiscover=False)
+    setattr(app.transport, "Consumer", consistent_delivery(app.transport.Consumer, stall_check_s=30.0))
+    consumer: Any = app.consumer
+    kafka = AIOKafkaConsumer(bootstrap_servers=KAFKA, enable_auto_commit=False)
+    await kafka.start()
+    try:
+        thread = consumer._thread  # the consumer thread, run here on this test's loop
+        thread._consumer, thread.thread_loop = kafka, asyncio.get_running_loop()
+        kafka.assign([TopicPartition(*busy), TopicPartition(*idle)])
+        await kafka.seek_to_beginning()
+        fetcher = kafka._fetcher
+        await eventually(lambda: busy in fetcher._records, timeout=60)  # its records wait in the fetcher
+
+        consumer._set_active_tps({busy, idle})
+        consumer.on_buffer_full(busy)  # its stream buffer is under pressure: Faust fetches the others only
+        active = consumer._get_active_partitions()
+        assert active == {idle}
+        fetch = asyncio.ensure_future(fetcher.fetched_records(active, timeout=FETCH_TIMEOUT_S))
+        await eventually(lambda: bool(fetcher._fetch_waiters), timeout=60)  # waiting for the idle partition
+
+        consumer.on_buffer_drop(busy)  # the buffer drained
+        records = await fetch
+        assert [r.value for r in records.get(TopicPartition(*busy), [])] == [f"record {n}".encode() for n in range(10)]
+    finally:
+        await kafka.stop()
