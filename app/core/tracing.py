@@ -47,7 +47,10 @@ def headers(trace_id: str) -> tuple[tuple[str, bytes], ...]:
 def of_message(message: Any) -> str | None:
     """The trace id in a consumed record's headers (a list of pairs, or a mapping), or None."""
     raw = message.headers
-    pairs = raw.items() if isinstance(raw, Mapping) else (raw or ())
+    if not raw:
+        return None
+    # aiokafka's list or tuple first: the Mapping check is an ABC's, slow at a worker's rate per record
+    pairs = raw if isinstance(raw, list | tuple) else raw.items() if isinstance(raw, Mapping) else raw
     found = None
     for name, value in pairs:
         if name == HEADER and isinstance(value, bytes | bytearray):

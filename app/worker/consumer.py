@@ -148,10 +148,10 @@ class ShortPollThread(AIOKafkaConsumerThread):
     def wake_fetch(self) -> None:
         """Wakes a fetch waiting for records (from any thread): it looks again at the active partitions,
         which the caller changed, and returns what the fetcher holds of them without waiting longer."""
-        consumer = self._consumer
+        consumer, loop = self._consumer, self.thread_loop
         fetcher = None if consumer is None else consumer._fetcher
-        if fetcher is not None:
-            self.thread_loop.call_soon_threadsafe(_wake_waiters, fetcher)
+        if fetcher is not None and loop is not None and not loop.is_closed():  # not before start, after stop
+            loop.call_soon_threadsafe(_wake_waiters, fetcher)
 
 
 def _wake_waiters(fetcher: Any) -> None:

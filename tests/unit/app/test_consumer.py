@@ -1,6 +1,7 @@
 """The consumer's rules: which acks count for a commit, and when a partition counts as stalled."""
 from __future__ import annotations
 
+import asyncio
 from types import SimpleNamespace
 from typing import Any
 
@@ -141,3 +142,15 @@ async def test_the_consumer_threads_fetches_wait_briefly_so_offset_lookups_are_n
     consumer: Any = app.consumer
     kafka_consumer = consumer._thread._create_worker_consumer(app.transport)
     assert kafka_consumer._fetch_max_wait_ms == FETCH_MAX_WAIT_MS <= 100
+
+
+def test_a_buffer_drain_after_the_consumer_thread_stopped_wakes_nothing_and_raises_nothing() -> None:
+    """on_buffer_drop runs on the app's loop; at shutdown the consumer thread's loop may already be closed."""
+    app = faust.App("fetch-wake-test", broker="kafka://127.0.0.1:1", autodiscover=False)
+    setattr(app.transport, "Consumer", consistent_delivery(app.transport.Consumer, stall_check_s=30.0))
+    thread: Any = app.consumer._thread
+    thread.wake_fetch()  # not started: no aiokafka consumer yet
+    closed = asyncio.new_event_loop()
+    closed.close()
+    thread._consumer, thread.thread_loop = SimpleNamespace(_fetcher=SimpleNamespace(_fetch_waiters=set())), closed
+    thread.wake_fetch()
