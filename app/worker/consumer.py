@@ -30,6 +30,9 @@ Faust 0.15.3 defects met on the way, fixed here:
   was by then waiting in a fetch for the other partitions' records only, and it stayed there until that
   fetch's one-second timeout: on a backlog, where the buffer fills every few batches, the agent idled a
   third of the time. Here the partition's return wakes that fetch (`ShortPollThread.wake_fetch`).
+- When no partition is in the active set (every input's buffer under pressure), its delivery loop sleeps a
+  whole second, and a partition's return does not end the sleep. Here the loop waits for a partition to
+  return (`on_buffer_drop`, `resume_partitions`, an assignment) for at most that second, then fetches.
 - Its seek to the committed offsets (aiokafka's `seek_to_committed`) moves only partitions with a commit
   above 0, and it keeps no committed offset for the others: a partition the group had not committed yet
   kept its fetch position across a rebalance (past records delivered before it, which no one then wrote),
@@ -176,6 +179,7 @@ def consistent_delivery(base: type[Any], *, stall_check_s: float) -> type[Any]:
             self._watch: dict[TP, PartitionState] = {}
             self._seeks: dict[TP, int] = {}  # partitions to read again, sought by the delivery loop
             self._commit_epochs: dict[TP, int] | None = None  # the epochs when the running commit began
+            self._partitions_back = asyncio.Event()  # set when a partition rejoins the active set
 
         # --- epochs -----------------------------------------------------------------------------------
 
@@ -196,7 +200,27 @@ def consistent_delivery(base: type[Any], *, stall_check_s: float) -> type[Any]:
             returning = tp in self._buffered_partitions
             super().on_buffer_drop(tp)
             if returning:
+                self._partitions_back.set()
                 self._thread.wake_fetch()
+
+        def resume_partitions(self, tps: Iterable[TP]) -> None:
+            super().resume_partitions(tps)
+            self._partitions_back.set()
+
+        def _set_active_tps(self, tps: set[TP]) -> set[TP]:
+            active = cast(set[TP], super()._set_active_tps(tps))
+            if active:
+                self._partitions_back.set()
+            return active
+
+        async def _wait_for_active(self, timeout: float) -> bool:
+            """Waits, for at most `timeout`, until a partition is in the fetch's active set (Faust sleeps the
+            whole timeout instead); True when one is."""
+            if self.app.client_only or self._get_active_partitions():
+                return True
+            self._partitions_back.clear()
+            await self.wait(self._partitions_back, timeout=timeout)
+            return bool(self._get_active_partitions())
 
         def ack(self, message: Any) -> bool:
             if not self.delivered_now(message):
@@ -395,6 +419,8 @@ def consistent_delivery(base: type[Any], *, stall_check_s: float) -> type[Any]:
                 for tp, offset in seeks.items():
                     if tp in assigned:
                         await self._seek_held(tp, offset)
+            if not await self._wait_for_active(1.0):
+                return
             epochs = dict(self._epochs)
             records, active = await self._wait_next_records(1.0)
             if not records or self.should_stop:

@@ -1,6 +1,7 @@
 """The worker's consumer (app/worker/consumer.py) against the real broker: a partition Faust took out of the
 fetch because its stream buffer was under pressure rejoins a fetch already waiting, instead of waiting for
-that fetch's timeout (on a backlog, a third of the worker's time went to that wait)."""
+that fetch's timeout (on a backlog, a third of the worker's time went to that wait), and one rejoining an
+empty active set is fetched at once, instead of after Faust's one-second sleep."""
 from __future__ import annotations
 
 import asyncio
@@ -57,5 +58,57 @@ async def test_a_partition_back_from_buffer_pressure_is_taken_by_the_fetch_alrea
         consumer.on_buffer_drop(busy)  # the buffer drained
         records = await fetch
         assert [r.value for r in records.get(TopicPartition(*busy), [])] == [f"record {n}".encode() for n in range(10)]
+    finally:
+        await kafka.stop()
+
+
+async def test_a_delivery_that_began_with_every_partition_under_pressure_takes_the_first_one_back(
+        services: None, unique: str) -> None:
+    """Faust's loop, finding no partition active, slept a whole second and fetched nothing; ours waits for a
+    partition to rejoin and delivers its records in the same step."""
+    topic = f"fetch-idle-{unique}"
+    await ensure_topics(plaintext_kafka(KAFKA), [TopicSpec(topic, key="k", partitions=1)])
+    only = TP(topic, 0)
+    producer = AIOKafkaProducer(bootstrap_servers=KAFKA)
+    await producer.start()
+    try:
+        for n in range(10):
+            await producer.send_and_wait(topic, f"record {n}".encode(), partition=only.partition)
+    finally:
+        await producer.stop()
+
+    app = faust.App(f"fetch-idle-{unique}", broker=f"kafka://{KAFKA}", autodiscover=False)
+    setattr(app.transport, "Consumer", consistent_delivery(app.transport.Consumer, stall_check_s=30.0))
+    consumer: Any = app.consumer
+    delivered: list[bytes] = []
+
+    async def callback(message: Any) -> None:
+        delivered.append(message.value)
+
+    consumer.callback = callback
+    kafka = AIOKafkaConsumer(bootstrap_servers=KAFKA, enable_auto_commit=False)
+    await kafka.start()
+    try:
+        thread = consumer._thread  # the consumer thread, run here on this test's loop
+
+        async def call_here(fun: Any, *args: Any, **kwargs: Any) -> Any:
+            return await fun(*args, **kwargs)
+
+        thread._consumer, thread.thread_loop, thread.call_thread = kafka, asyncio.get_running_loop(), call_here
+        kafka.assign([TopicPartition(*only)])
+        await kafka.seek_to_beginning()
+        await eventually(lambda: only in kafka._fetcher._records, timeout=60)
+
+        consumer._set_active_tps({only})
+        consumer.on_buffer_full(only)  # the only partition's stream buffer is under pressure
+        assert not consumer._get_active_partitions()
+        step = asyncio.ensure_future(consumer._fetch_and_deliver())
+        for _ in range(10):
+            await asyncio.sleep(0)  # the step is waiting: no partition to fetch from
+        assert not step.done()
+
+        consumer.on_buffer_drop(only)  # the buffer drained
+        await asyncio.wait_for(step, timeout=60)
+        assert delivered == [f"record {n}".encode() for n in range(10)]
     finally:
         await kafka.stop()

@@ -91,6 +91,7 @@ async def test_a_large_fetch_is_cut_into_chunks_of_at_most_chunk_records(consume
     consumer.app.chunked_topics = {"events"}
     consumer._wait_next_records = wait_next_records
     consumer.highwater = lambda tp: 10_000
+    consumer._set_active_tps({EVENTS0})
     after_seek(consumer, 5)
     await consumer._fetch_and_deliver()
     assert [len(chunk.records) for chunk in consumer.delivered] == [CHUNK_RECORDS, CHUNK_RECORDS, 500]
