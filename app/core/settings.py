@@ -225,6 +225,7 @@ class Settings:
     table_memory_mb: int = 128
     table_expiry_interval_s: float = 300.0
     stall_check_s: float = 10.0
+    commit_interval_s: float = 1.0
 
     @property
     def weights(self) -> dict[str, float]:
@@ -308,6 +309,7 @@ class Settings:
             table_memory_mb=e.int("TABLE_MEMORY_MB", 128, 16, 1_000_000),
             table_expiry_interval_s=e.float("TABLE_EXPIRY_INTERVAL_S", 300.0, 0.1),
             stall_check_s=e.float("STALL_CHECK_S", 10.0, 0.1),
+            commit_interval_s=e.float("COMMIT_INTERVAL_S", 1.0, 0.1),
         )
         if not settings.allow_example_secrets:
             for name, value in settings._named_secrets():

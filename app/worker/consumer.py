@@ -43,6 +43,10 @@ Faust 0.15.3 defects met on the way, fixed here:
   were committed without its effects. Here a failed batch's partitions are read again from their commit
   (`read_again`, app/worker/failed_batches.py), and a commit computed before that leaves them out.
 
+Faust commits on a timer only (`broker_commit_interval`), so the last records of a backlog, or of each
+burst of light traffic, waited up to a whole interval for their commit, and with it their outputs for any
+read_committed consumer. Here the timer also commits as soon as the worker has caught up (`caught_up`).
+
 The watchdog also seeks back, logs and counts (`ingestflow_partition_stalls_total`) a partition whose
 committed offset stays put for a whole check while the record at that offset is neither acked nor in
 flight, although records at or past it were handed out: the safety net for any cause not known here.
@@ -54,6 +58,7 @@ import itertools
 import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from time import monotonic
 from typing import Any, cast
 
 from aiokafka import TopicPartition
@@ -61,6 +66,7 @@ from aiokafka.errors import IllegalStateError
 from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
 from faust.types import TP
 from faust.types.tuples import ack_lock
+from mode import Service
 from mode.utils.futures import notify
 
 from ingestflow.app.core.observability import PARTITION_STALLS, RECORDS_DELETED_UNPROCESSED
@@ -75,6 +81,7 @@ log = logging.getLogger(__name__)
 
 EPOCH = "delivery_epoch"  # the attribute each delivered message carries
 FETCH_MAX_WAIT_MS = 100
+CAUGHT_UP_CHECK_S = 0.1  # how soon a worker that caught up commits
 
 
 def counts_for_commit(message_epoch: int | None, current_epoch: int, message_generation: int | None,
@@ -180,6 +187,7 @@ def consistent_delivery(base: type[Any], *, stall_check_s: float) -> type[Any]:
             self._seeks: dict[TP, int] = {}  # partitions to read again, sought by the delivery loop
             self._commit_epochs: dict[TP, int] | None = None  # the epochs when the running commit began
             self._partitions_back = asyncio.Event()  # set when a partition rejoins the active set
+            self._ends: dict[TP, int] = {}  # each input partition's end offset, as its last fetch saw it
 
         # --- epochs -----------------------------------------------------------------------------------
 
@@ -255,6 +263,35 @@ def consistent_delivery(base: type[Any], *, stall_check_s: float) -> type[Any]:
             await super().on_partitions_revoked(revoked)
 
         # --- commits: never past a record neither acked nor known to be a gap ------------------------
+
+        @Service.task
+        async def _commit_handler(self) -> None:
+            """Faust's commit every `commit_interval`, and sooner once the worker has caught up."""
+            interval = self.commit_interval
+            due = monotonic() + interval
+            while not self.should_stop:
+                await self.sleep(min(CAUGHT_UP_CHECK_S, interval))
+                if self.should_stop:
+                    return
+                if monotonic() >= due or self.caught_up():
+                    await self.commit()
+                    due = monotonic() + interval
+
+        def caught_up(self) -> bool:
+            """True when acks wait for a commit, nothing delivered is still being processed, and every
+            partition fetched so far was read to its end (a transaction marker aside): a commit now covers
+            everything there is. Under a backlog the streams' buffers always hold records, so this stays
+            false and commits keep to the interval."""
+            if self.app.rebalancing or self._unacked_messages or self._pending_tps or self._delivering is not None:
+                return False
+            if not any(self._acked.values()):
+                return False
+            assigned = self.assignment()
+            for tp, end in self._ends.items():
+                read = self._read_offset.get(tp)
+                if tp in assigned and read is not None and end - (read + 1) > 1:
+                    return False
+            return True
 
         async def _commit_tps(self, tps: Iterable[TP], start_new_transaction: bool) -> bool:
             self._commit_epochs = dict(self._epochs)
@@ -469,6 +506,7 @@ def consistent_delivery(base: type[Any], *, stall_check_s: float) -> type[Any]:
             except AssertionError:  # revoked by the consumer thread before the flow stopped
                 return None
             self.app.monitor.track_tp_end_offset(tp, highwater)
+            self._ends[tp] = highwater
             return True
 
         async def _deliver(self, tp: TP, message: Any) -> bool:

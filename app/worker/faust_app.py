@@ -145,7 +145,9 @@ def new_app(settings: Settings, *, app_id: str | None = None, web: bool = True) 
         # Stated, not left to Faust's default or its PRODUCER_MAX_REQUEST_SIZE variable: the archive's pending
         # values (tables/archive_pending.py) and the dead letters (schemas/dead_letters.py) are bounded by it.
         producer_max_request_size=MAX_RECORD_BYTES,
-        broker_commit_interval=1.0,
+        # Under load a commit (one transaction per partition) every interval; once caught up, at once
+        # (app/worker/consumer.py, `caught_up`).
+        broker_commit_interval=settings.commit_interval_s,
         broker_commit_every=100_000,
         table_cleanup_interval=300.0,
         # A rebalance does not wait for the batches in flight: their acks no longer count once it starts

@@ -136,3 +136,20 @@ async def test_records_the_retention_deleted_before_they_were_processed_do_not_h
     # And the partition goes on with what arrives next.
     await analytics_data.produce(bootstrap, topic, [("k", f"x{i}".encode(), time.time()) for i in range(5)])
     await every_record_processed_and_committed([app], app_id, topic, [out], {(0, o) for o in range(300, 305)})
+
+
+async def test_a_worker_that_caught_up_commits_without_waiting_for_its_commit_interval(
+        spawn: Callable[..., Any], env_factory: Callable[..., dict[str, str]], unique: str, tmp_path: Path) -> None:
+    """Faust commits on its timer only: with an interval of an hour, the end of a backlog and every later
+    record stayed uncommitted (their outputs invisible to read_committed consumers) for up to that hour."""
+    app_id, port = f"delivery-caught-up-{unique}", 18730
+    env = {**app_env(env_factory, app_id, port, stall_check_s=60), "COMMIT_INTERVAL_S": "3600"}
+    topic, expected = await backlog(env["KAFKA_BOOTSTRAP_SERVERS"], app_id, partitions=1, per_partition=300)
+    out = tmp_path / "processed.txt"
+    app = spawn([topic, "1", str(out), "none"], env, name="delivery", module=APP)
+    await every_record_processed_and_committed([app], app_id, topic, [out], expected)  # the backlog's end
+
+    await analytics_data.produce(env["KAFKA_BOOTSTRAP_SERVERS"], topic,
+                                 [("k", f"later{i}".encode(), time.time()) for i in range(5)])
+    await every_record_processed_and_committed([app], app_id, topic, [out],
+                                               expected | {(0, offset) for offset in range(300, 305)})

@@ -108,3 +108,33 @@ def test_a_chunked_topics_stream_buffer_holds_a_few_chunks_not_fausts_4096() -> 
     agent_channel = topic.clone(is_iterator=False)  # what an agent's stream reads from
     assert topic.queue.maxsize == agent_channel.queue.maxsize == CHUNK_QUEUE < 100
     assert app.chunked_topics == {"events", "rules"}
+
+
+async def test_the_worker_is_caught_up_once_all_it_was_given_is_acked_and_its_partitions_were_read_to_the_end(
+        consumer: Any) -> None:
+    """What lets the commit timer commit at once (ConsistentConsumer.caught_up); a backlog never is."""
+    fetches = [records(5, 6, 7), records(8)]  # the end is 10: offset 9 is the last transaction's marker
+
+    async def wait_next_records(timeout: float) -> tuple[dict[TP, list[Any]], None]:
+        return {EVENTS0: fetches.pop(0)}, None
+
+    async def tracked(message: Any) -> None:
+        consumer.track_message(message)
+        consumer.delivered.append(message)
+    consumer.callback = tracked
+    consumer.app.chunked_topics = {"events"}
+    consumer._wait_next_records = wait_next_records
+    consumer.highwater = lambda tp: 10
+    consumer.assignment = lambda: {EVENTS0}
+    consumer._set_active_tps({EVENTS0})
+    after_seek(consumer, 5)
+
+    await consumer._fetch_and_deliver()
+    assert not consumer.caught_up()  # delivered, not acked
+    consumer.ack(consumer.delivered[-1])
+    assert not consumer.caught_up()  # offset 8 still to read
+    await consumer._fetch_and_deliver()
+    consumer.ack(consumer.delivered[-1])
+    assert consumer.caught_up()
+    assert consumer._new_offset(EVENTS0) == 9  # what the commit takes
+    assert not consumer.caught_up()  # nothing left to commit
