@@ -22,22 +22,34 @@ KAFKA = BASE_ENV["KAFKA_BOOTSTRAP_SERVERS"]
 FETCH_TIMEOUT_S = 30.0  # a fetch not woken returns nothing after this; a woken one returns at once
 
 
-async def test_a_partition_back_from_buffer_pressure_is_taken_by_the_fetch_already_waiting(
-        services: None, unique: str) -> None:
-    topic = f"fetch-wake-{unique}"
-    await ensure_topics(plaintext_kafka(KAFKA), [TopicSpec(topic, key="k", partitions=2)])
-    busy, idle = TP(topic, 0), TP(topic, 1)
+RECORDS = [f"record {n}".encode() for n in range(10)]
+
+
+async def topic_with_records(topic: str, partitions: int, busy: int) -> None:
+    """A topic with RECORDS in partition `busy` and nothing in the others."""
+    await ensure_topics(plaintext_kafka(KAFKA), [TopicSpec(topic, key="k", partitions=partitions)])
     producer = AIOKafkaProducer(bootstrap_servers=KAFKA)
     await producer.start()
     try:
-        for n in range(10):
-            await producer.send_and_wait(topic, f"record {n}".encode(), partition=busy.partition)
+        for value in RECORDS:
+            await producer.send_and_wait(topic, value, partition=busy)
     finally:
         await producer.stop()
 
-    app = faust.App(f"fetch-wake-{unique}", broker=f"kafka://{KAFKA}", autodiscover=False)
+
+def worker_consumer(app_id: str) -> Any:
+    """The worker's consumer class on an app that is never started: its thread is bound to a test's loop."""
+    app = faust.App(app_id, broker=f"kafka://{KAFKA}", autodiscover=False)
     setattr(app.transport, "Consumer", consistent_delivery(app.transport.Consumer, stall_check_s=30.0))
-    consumer: Any = app.consumer
+    return app.consumer
+
+
+async def test_a_partition_back_from_buffer_pressure_is_taken_by_the_fetch_already_waiting(
+        services: None, unique: str) -> None:
+    topic = f"fetch-wake-{unique}"
+    busy, idle = TP(topic, 0), TP(topic, 1)
+    await topic_with_records(topic, 2, busy.partition)
+    consumer = worker_consumer(topic)
     kafka = AIOKafkaConsumer(bootstrap_servers=KAFKA, enable_auto_commit=False)
     await kafka.start()
     try:
@@ -57,7 +69,7 @@ async def test_a_partition_back_from_buffer_pressure_is_taken_by_the_fetch_alrea
 
         consumer.on_buffer_drop(busy)  # the buffer drained
         records = await fetch
-        assert [r.value for r in records.get(TopicPartition(*busy), [])] == [f"record {n}".encode() for n in range(10)]
+        assert [r.value for r in records.get(TopicPartition(*busy), [])] == RECORDS
     finally:
         await kafka.stop()
 
@@ -67,19 +79,9 @@ async def test_a_delivery_that_began_with_every_partition_under_pressure_takes_t
     """Faust's loop, finding no partition active, slept a whole second and fetched nothing; ours waits for a
     partition to rejoin and delivers its records in the same step."""
     topic = f"fetch-idle-{unique}"
-    await ensure_topics(plaintext_kafka(KAFKA), [TopicSpec(topic, key="k", partitions=1)])
     only = TP(topic, 0)
-    producer = AIOKafkaProducer(bootstrap_servers=KAFKA)
-    await producer.start()
-    try:
-        for n in range(10):
-            await producer.send_and_wait(topic, f"record {n}".encode(), partition=only.partition)
-    finally:
-        await producer.stop()
-
-    app = faust.App(f"fetch-idle-{unique}", broker=f"kafka://{KAFKA}", autodiscover=False)
-    setattr(app.transport, "Consumer", consistent_delivery(app.transport.Consumer, stall_check_s=30.0))
-    consumer: Any = app.consumer
+    await topic_with_records(topic, 1, only.partition)
+    consumer = worker_consumer(topic)
     delivered: list[bytes] = []
 
     async def callback(message: Any) -> None:
@@ -109,6 +111,6 @@ async def test_a_delivery_that_began_with_every_partition_under_pressure_takes_t
 
         consumer.on_buffer_drop(only)  # the buffer drained
         await asyncio.wait_for(step, timeout=60)
-        assert delivered == [f"record {n}".encode() for n in range(10)]
+        assert delivered == RECORDS
     finally:
         await kafka.stop()
