@@ -14,7 +14,8 @@ takes it, and we time until the group's committed offsets reach the end:
 
 - events/s   = records / (last offset committed − first record sent)
 - drain_ms   = last offset committed − last record sent: the end-to-end latency of the newest record,
-               a commit interval (1 s for all three) included.
+               its commit included (raw commits each batch, Quix every second, the worker every second
+               while behind and within 0.1 s of catching up).
 
 A pipeline that keeps pace with the producer (the raw loop does) is then timed at the producer's rate. With
 `--backlog` the whole stream is produced first and each pipeline is timed from joining its group to its
